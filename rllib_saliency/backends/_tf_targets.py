@@ -1,0 +1,38 @@
+"""TensorFlow code shared by the graph and eager backends: target tensors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+
+def target_tensor(
+    kind: str,
+    dist_inputs: tf.Tensor,
+    model: Any,
+    dist_class: type,
+    selection: tf.Tensor | None,
+) -> tf.Tensor:
+    """The per-sample scalar a backend differentiates, shape ``(N,)``.
+
+    ``selection`` holds the columns (kind ``dist_input``) or the actions (kind
+    ``logp``). ``logp`` goes through the policy's own distribution class, so it
+    includes what the policy does after the network.
+    """
+    if kind == "dist_input":
+        depth = tf.shape(dist_inputs)[1]
+        return tf.reduce_sum(dist_inputs * tf.one_hot(selection, depth, dtype=dist_inputs.dtype), axis=1)
+    if kind == "logp":
+        return dist_class(dist_inputs, model).logp(selection)
+    if kind == "value":
+        return tf.reshape(model.value_function(), [-1])
+    raise ValueError(f"unknown target kind {kind!r}")
+
+
+def value_function_error(policy_id: str, error: Exception) -> ValueError:
+    return ValueError(
+        f"target 'value' needs a value function, but the model of policy "
+        f"{policy_id!r} has none ({type(error).__name__}: {error}); use "
+        "target='action', 'action_K' or 'logp'."
+    )

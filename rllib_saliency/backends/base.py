@@ -1,0 +1,60 @@
+"""The narrow boundary between attribution methods and an execution backend.
+
+A backend knows how to run one policy's model; methods know nothing about
+RLlib or TensorFlow. Methods only see a :class:`TargetFunction`: "the target
+values at these inputs, and their gradient w.r.t. the inputs". A new backend
+(e.g. torch for RLlib's new API stack) implements :class:`Backend` and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from rllib_saliency.targets import ResolvedTarget
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """The policy's own outputs for a batch: model output and greedy action."""
+
+    dist_inputs: np.ndarray
+    greedy_actions: np.ndarray
+
+
+class Backend(Protocol):
+    """Runs one policy's model. All arrays are numpy; batches are already chunked."""
+
+    def sync_weights(self) -> None:
+        """Make the next computations use the policy's current weights."""
+
+    def forward(self, obs: np.ndarray) -> ModelOutputs:
+        """The model output and greedy actions at ``obs``."""
+
+    def evaluate(
+        self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Target values ``(N,)`` and, if asked, their gradient ``(N, *obs_shape)``."""
+
+
+class TargetFunction:
+    """A backend with a resolved target bound: what attribution methods call.
+
+    Every call receives a batch with the same rows (same samples, possibly
+    perturbed) as the one the target was resolved for.
+    """
+
+    def __init__(self, backend: Backend, target: ResolvedTarget) -> None:
+        self._backend = backend
+        self._target = target
+
+    def value(self, inputs: np.ndarray) -> np.ndarray:
+        values, _ = self._backend.evaluate(inputs, self._target, with_gradient=False)
+        return values
+
+    def value_and_gradient(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values, gradient = self._backend.evaluate(inputs, self._target, with_gradient=True)
+        assert gradient is not None
+        return values, gradient

@@ -1,0 +1,117 @@
+"""Backend for graph-mode ("tf") RLlib policies: a private replica, zero ops in the policy graph.
+
+Adding gradient ops to the policy's own graph makes it grow on every call (and
+makes checkpoints loaded later grow too). Instead the model is rebuilt the way
+RLlib builds it (``ModelCatalog.get_model_v2`` with the policy's model config)
+in a private ``tf.Graph`` with its own ``Session``. Every tensor this backend
+needs (targets, gradients, weight-assign ops) is built there once. Weights are
+read from the policy's session with ``session.run(model.variables())``, which
+creates no ops, and fed into the replica through placeholders.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from ray.rllib.models import ModelCatalog
+
+from rllib_saliency.backends._tf_targets import target_tensor, value_function_error
+from rllib_saliency.backends.base import ModelOutputs
+from rllib_saliency.targets import ResolvedTarget
+
+tf1 = tf.compat.v1
+
+
+class TFGraphBackend:
+    """Evaluates targets and input gradients of a graph-mode policy in a private graph."""
+
+    def __init__(self, policy: Any, policy_id: str) -> None:
+        self._policy = policy
+        self._policy_id = policy_id
+        self._graph = tf.Graph()
+        self._session = tf1.Session(graph=self._graph)
+        self._targets: dict[str, tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]] = {}
+        with self._graph.as_default():
+            self.obs = tf1.placeholder(tf.float32, (None, *policy.observation_space.shape), name="obs")
+            self._model = ModelCatalog.get_model_v2(
+                policy.observation_space,
+                policy.action_space,
+                policy.model.num_outputs,
+                policy.config["model"],
+                framework="tf",
+                name="saliency_replica",
+            )
+            self._dist_inputs, _ = self._model({"obs": self.obs, "is_training": tf.constant(False)})
+            dist = policy.dist_class(self._dist_inputs, self._model)
+            self._greedy_actions = dist.deterministic_sample()
+            self._replica_variables = self._model.variables()
+            self._check_replica_matches()
+            self._weight_inputs = [
+                tf1.placeholder(v.dtype.base_dtype, v.shape) for v in self._replica_variables
+            ]
+            self._assign = tf.group(
+                *[v.assign(p) for v, p in zip(self._replica_variables, self._weight_inputs)]
+            )
+            self._session.run(tf1.variables_initializer(self._replica_variables))
+
+    def _check_replica_matches(self) -> None:
+        ours = [tuple(v.shape.as_list()) for v in self._replica_variables]
+        theirs = [tuple(v.shape.as_list()) for v in self._policy.model.variables()]
+        if ours != theirs:
+            raise TypeError(
+                f"policy {self._policy_id!r}: its model ({type(self._policy.model).__name__}) "
+                "was not built by ModelCatalog.get_model_v2 from the policy's model "
+                "config (a policy-specific make_model, as in DQN or SAC), so "
+                "rllib_saliency cannot replicate it in graph mode without adding ops "
+                "to the policy graph. Use framework('tf2') for this algorithm."
+            )
+
+    @property
+    def graph(self) -> tf.Graph:
+        """The private graph (the policy's graph is never touched)."""
+        return self._graph
+
+    def sync_weights(self) -> None:
+        values = self._policy.get_session().run(self._policy.model.variables())
+        self._session.run(self._assign, dict(zip(self._weight_inputs, values)))
+
+    def forward(self, obs: np.ndarray) -> ModelOutputs:
+        dist_inputs, greedy = self._session.run(
+            [self._dist_inputs, self._greedy_actions], {self.obs: obs}
+        )
+        return ModelOutputs(dist_inputs, greedy)
+
+    def _target(self, kind: str) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
+        """(value, gradient, selection placeholder) for a target kind, built once."""
+        if kind not in self._targets:
+            with self._graph.as_default():
+                selection = None
+                if kind == "dist_input":
+                    selection = tf1.placeholder(tf.int32, (None,), name="columns")
+                elif kind == "logp":
+                    space = self._policy.action_space
+                    selection = tf1.placeholder(tf.as_dtype(space.dtype), (None, *space.shape), name="actions")
+                try:
+                    values = target_tensor(kind, self._dist_inputs, self._model, self._policy.dist_class, selection)
+                except (NotImplementedError, AttributeError) as error:
+                    if kind == "value":
+                        raise value_function_error(self._policy_id, error) from error
+                    raise
+                gradient = tf.gradients(values, self.obs)[0]
+                if gradient is None:  # the target does not depend on the observation
+                    gradient = tf.zeros_like(self.obs)
+                self._targets[kind] = (values, gradient, selection)
+        return self._targets[kind]
+
+    def evaluate(
+        self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        values, gradient, selection = self._target(target.kind)
+        feed = {self.obs: obs}
+        if selection is not None:
+            feed[selection] = target.columns if target.kind == "dist_input" else target.actions
+        if with_gradient:
+            return tuple(self._session.run([values, gradient], feed))
+        return self._session.run(values, feed), None

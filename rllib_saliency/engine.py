@@ -1,0 +1,149 @@
+"""``explain()``: input attributions for a batch of observations through a policy's own model."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from rllib_saliency.backends import TargetFunction, backend_for
+from rllib_saliency.methods import BatchContext, get_method
+from rllib_saliency.targets import parse_target, resolve_target
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """The result of :func:`explain`.
+
+    values: float32, the shape of ``observations``; attribution of each feature.
+    target_values: ``(N,)``, the explained quantity at the observations.
+    delta: Integrated Gradients only: per-sample completeness error
+        ``sum(values) - (f(x) - f(baseline))``.
+    Rows whose observation is not finite are NaN in ``values``,
+    ``target_values`` and ``delta``; the other rows are unaffected.
+    """
+
+    values: np.ndarray
+    target_values: np.ndarray
+    method: str
+    target: str
+    observations: np.ndarray
+    delta: np.ndarray | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_observations(obs: Any, obs_shape: tuple[int, ...]) -> np.ndarray:
+    expected = f"(N, {', '.join(map(str, obs_shape))})" if obs_shape else "(N,)"
+    array = np.asarray(obs)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(
+            f"obs must be a numeric array of shape {expected} (preprocessed observations as in "
+            f"the policy's sample batches); got dtype {array.dtype}."
+        )
+    if array.shape[1:] != tuple(obs_shape) or array.ndim != len(obs_shape) + 1 or len(array) == 0:
+        raise ValueError(
+            f"obs must have shape {expected} (a non-empty batch of preprocessed observations as in "
+            f"the policy's sample batches, policy.observation_space.shape={tuple(obs_shape)}); "
+            f"got shape {array.shape}."
+        )
+    return array.astype(np.float32)
+
+
+def _check_actions(actions: Any, action_space: Any, n: int) -> np.ndarray:
+    array = np.asarray(actions)
+    expected = (n, *action_space.shape)
+    if array.shape != expected:
+        raise ValueError(f"actions must have shape {expected} (one action per observation); got {array.shape}.")
+    return array.astype(action_space.dtype)
+
+
+def _batch_context(obs: np.ndarray, seed: int) -> BatchContext:
+    if len(obs):
+        return BatchContext(obs.min(axis=0), obs.max(axis=0), obs.mean(axis=0), np.random.default_rng(seed))
+    zeros = np.zeros(obs.shape[1:], np.float32)
+    return BatchContext(zeros, zeros, zeros, np.random.default_rng(seed))
+
+
+def explain(
+    policy: Any,
+    obs: Any,
+    method: str = "gradient",
+    target: str = "action",
+    *,
+    actions: Any = None,
+    batch_size: int = 1024,
+    **method_options: Any,
+) -> Attribution:
+    """Attribute a policy output to the observation features, batch-wise.
+
+    Args:
+        policy: an old-API-stack RLlib TF policy (framework ``"tf"`` or ``"tf2"``).
+        obs: preprocessed observations ``(N, *policy.observation_space.shape)``.
+        method: ``"gradient"``, ``"gradient_x_input"``, ``"smoothgrad"``,
+            ``"integrated_gradients"`` or ``"occlusion"``.
+        target: ``"action"``, ``"action_K"``, ``"logp"`` or ``"value"``.
+        actions: for ``target="logp"``, the actions whose log-probability is
+            explained (default: the greedy action at each observation).
+        batch_size: most observations sent through the model at once.
+        **method_options: options of the method (e.g. ``steps=32`` for IG).
+
+    In graph mode no op is ever added to the policy's graph; in eager mode
+    the compiled functions are traced once per target kind.
+    """
+    backend = backend_for(policy)
+    attribution_method = get_method(method)
+    obs_shape = tuple(policy.observation_space.shape)
+    options = attribution_method.check_options(method_options, obs_shape)
+    spec = parse_target(target, policy.action_space)
+    observations = _check_observations(obs, obs_shape)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    n = len(observations)
+    if actions is not None:
+        actions = _check_actions(actions, policy.action_space, n)
+
+    # Non-finite rows are left out of every computation (and of batch
+    # statistics), so they cannot poison the others; their results are NaN.
+    finite = np.all(np.isfinite(observations.reshape(n, -1)), axis=1)
+    rows = observations[finite]
+    context = _batch_context(rows, options.get("seed", 0))
+
+    backend.sync_weights()
+    outputs = [backend.forward(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+    resolved = resolve_target(
+        spec,
+        np.concatenate([o.dist_inputs for o in outputs]) if outputs else np.zeros((0, 1), np.float32),
+        np.concatenate([o.greedy_actions for o in outputs]) if outputs else None,
+        None if actions is None else actions[finite],
+    )
+
+    values = np.full(observations.shape, np.nan, np.float32)
+    target_values = np.full(n, np.nan, np.float32)
+    delta = np.full(n, np.nan, np.float32)
+    finite_index = np.flatnonzero(finite)
+    has_delta = False
+    for start in range(0, len(rows), batch_size):
+        chunk = slice(start, start + batch_size)
+        fn = TargetFunction(backend, resolved.take(chunk))
+        # Seeding per chunk keeps results independent of earlier calls.
+        chunk_context = dataclasses.replace(
+            context, rng=np.random.default_rng([options.get("seed", 0), start])
+        )
+        result = attribution_method.attribute(fn, rows[chunk], chunk_context, **options)
+        index = finite_index[chunk]
+        values[index] = result.values
+        target_values[index] = fn.value(rows[chunk])
+        if result.delta is not None:
+            has_delta = True
+            delta[index] = result.delta
+    return Attribution(
+        values=values,
+        target_values=target_values,
+        method=method,
+        target=target,
+        observations=observations,
+        delta=delta if has_delta else None,
+        options=options,
+    )

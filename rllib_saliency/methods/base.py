@@ -1,0 +1,94 @@
+"""The interface every attribution method implements, and what they share.
+
+A method sees only a :class:`~rllib_saliency.backends.base.TargetFunction`
+(target values and input gradients), the inputs, and batch-level statistics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol
+
+import numpy as np
+
+from rllib_saliency.backends.base import TargetFunction
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """Statistics of the whole batch passed to ``explain()`` (finite rows only).
+
+    Methods are run chunk by chunk; anything that must not depend on the
+    chunking (noise scale, "mean" baseline) comes from here.
+    """
+
+    feature_min: np.ndarray
+    feature_max: np.ndarray
+    feature_mean: np.ndarray
+    rng: np.random.Generator
+
+
+@dataclass(frozen=True)
+class MethodResult:
+    values: np.ndarray
+    delta: np.ndarray | None = None
+
+
+class AttributionMethod(Protocol):
+    name: str
+    defaults: Mapping[str, Any]
+
+    def check_options(self, options: Mapping[str, Any], obs_shape: tuple[int, ...]) -> dict[str, Any]:
+        """Validated options with defaults filled in; ValueError names the bad one."""
+
+    def attribute(
+        self, fn: TargetFunction, inputs: np.ndarray, context: BatchContext, **options: Any
+    ) -> MethodResult:
+        """Attributions with the shape of ``inputs``."""
+
+
+def fill_defaults(method: AttributionMethod, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults plus ``options``; ValueError for an option the method does not take."""
+    unknown = sorted(set(options) - set(method.defaults))
+    if unknown:
+        valid = ", ".join(sorted(method.defaults)) or "none"
+        raise ValueError(
+            f"method {method.name!r} got unknown option(s) {', '.join(unknown)}; valid options: {valid}."
+        )
+    return {**method.defaults, **options}
+
+
+def check_positive_int(name: str, method: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"method {method!r}: option {name!r} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+BASELINE_NAMES = ("zeros", "mean")
+
+
+def check_baseline(method: str, baseline: Any, obs_shape: tuple[int, ...]) -> Any:
+    """A baseline is 'zeros', 'mean' (batch mean) or an array of the observation's shape."""
+    if isinstance(baseline, str):
+        if baseline not in BASELINE_NAMES:
+            raise ValueError(
+                f"method {method!r}: option 'baseline' must be 'zeros', 'mean' or an array "
+                f"of shape {obs_shape}; got {baseline!r}."
+            )
+        return baseline
+    array = np.asarray(baseline, dtype=np.float32)
+    if array.shape != tuple(obs_shape) or not np.all(np.isfinite(array)):
+        raise ValueError(
+            f"method {method!r}: option 'baseline' as an array must be finite with the "
+            f"observation's shape {obs_shape}; got shape {array.shape}."
+        )
+    return array
+
+
+def baseline_array(baseline: Any, context: BatchContext) -> np.ndarray:
+    """The baseline as one observation-shaped float32 array."""
+    if isinstance(baseline, str):
+        if baseline == "zeros":
+            return np.zeros_like(context.feature_mean)
+        return context.feature_mean
+    return baseline

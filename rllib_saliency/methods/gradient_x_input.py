@@ -1,0 +1,24 @@
+"""Gradient × input (Shrikumar et al. 2016): first-order contribution of each feature."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from rllib_saliency.backends.base import TargetFunction
+from rllib_saliency.methods.base import BatchContext, MethodResult, fill_defaults
+
+
+class GradientXInput:
+    name = "gradient_x_input"
+    defaults: Mapping[str, Any] = {}
+
+    def check_options(self, options: Mapping[str, Any], obs_shape: tuple[int, ...]) -> dict[str, Any]:
+        return fill_defaults(self, options)
+
+    def attribute(
+        self, fn: TargetFunction, inputs: np.ndarray, context: BatchContext, **options: Any
+    ) -> MethodResult:
+        _, gradient = fn.value_and_gradient(inputs)
+        return MethodResult(gradient * inputs)

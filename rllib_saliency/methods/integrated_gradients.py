@@ -1,0 +1,53 @@
+"""Integrated Gradients (Sundararajan et al. 2017), by Gauss–Legendre quadrature.
+
+``attr = (x - b) * ∫₀¹ ∇f(b + α(x - b)) dα``. The integral is computed with
+``steps``-point Gauss–Legendre quadrature on [0, 1]: exact for polynomial paths
+of degree < 2·steps and far more accurate than a Riemann sum of the same cost
+on the smooth (tanh/relu-mixed) networks RLlib builds. ``delta`` is the
+completeness error per sample: ``sum(attr) - (f(x) - f(b))``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from rllib_saliency.backends.base import TargetFunction
+from rllib_saliency.methods.base import (
+    BatchContext,
+    MethodResult,
+    baseline_array,
+    check_baseline,
+    check_positive_int,
+    fill_defaults,
+)
+
+
+class IntegratedGradients:
+    name = "integrated_gradients"
+    defaults: Mapping[str, Any] = {"baseline": "zeros", "steps": 32}
+
+    def check_options(self, options: Mapping[str, Any], obs_shape: tuple[int, ...]) -> dict[str, Any]:
+        checked = fill_defaults(self, options)
+        checked["steps"] = check_positive_int("steps", self.name, checked["steps"])
+        checked["baseline"] = check_baseline(self.name, checked["baseline"], obs_shape)
+        return checked
+
+    def attribute(
+        self, fn: TargetFunction, inputs: np.ndarray, context: BatchContext, **options: Any
+    ) -> MethodResult:
+        baseline = np.broadcast_to(baseline_array(options["baseline"], context), inputs.shape)
+        nodes, weights = np.polynomial.legendre.leggauss(options["steps"])
+        alphas, weights = (nodes + 1.0) / 2.0, weights / 2.0  # map [-1, 1] to [0, 1]
+        difference = inputs - baseline
+        integral = np.zeros(inputs.shape, np.float64)
+        for alpha, weight in zip(alphas, weights):
+            _, gradient = fn.value_and_gradient((baseline + alpha * difference).astype(np.float32))
+            integral += weight * gradient
+        values = (difference * integral).astype(np.float32)
+        f_inputs = fn.value(inputs)
+        f_baseline = fn.value(np.ascontiguousarray(baseline, dtype=np.float32))
+        sum_axes = tuple(range(1, inputs.ndim))
+        delta = values.sum(axis=sum_axes, dtype=np.float64) - (f_inputs.astype(np.float64) - f_baseline)
+        return MethodResult(values, delta.astype(np.float32))
