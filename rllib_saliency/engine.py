@@ -10,7 +10,7 @@ import numpy as np
 
 from rllib_saliency.backends import TargetFunction, backend_for
 from rllib_saliency.methods import BatchContext, get_method
-from rllib_saliency.targets import parse_target, resolve_target
+from rllib_saliency.targets import needs_forward, parse_target, resolve_target
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,9 @@ def _check_actions(actions: Any, action_space: Any, n: int) -> np.ndarray:
     array = np.asarray(actions)
     expected = (n, *action_space.shape)
     if array.shape != expected:
-        raise ValueError(f"actions must have shape {expected} (one action per observation); got {array.shape}.")
+        raise ValueError(
+            f"actions must have shape {expected} (one action per observation); got {array.shape}."
+        )
     return array.astype(action_space.dtype)
 
 
@@ -111,13 +113,14 @@ def explain(
     context = _batch_context(rows, options.get("seed", 0))
 
     backend.sync_weights()
-    outputs = [backend.forward(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
-    resolved = resolve_target(
-        spec,
-        np.concatenate([o.dist_inputs for o in outputs]) if outputs else np.zeros((0, 1), np.float32),
-        np.concatenate([o.greedy_actions for o in outputs]) if outputs else None,
-        None if actions is None else actions[finite],
-    )
+    if actions is not None:
+        actions = actions[finite]
+    dist_inputs = greedy = None
+    if needs_forward(spec, actions) and len(rows):
+        outputs = [backend.forward(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+        dist_inputs = np.concatenate([o.dist_inputs for o in outputs])
+        greedy = np.concatenate([o.greedy_actions for o in outputs])
+    resolved = resolve_target(spec, len(rows), dist_inputs, greedy, actions)
 
     values = np.full(observations.shape, np.nan, np.float32)
     target_values = np.full(n, np.nan, np.float32)
@@ -126,15 +129,16 @@ def explain(
     has_delta = False
     for start in range(0, len(rows), batch_size):
         chunk = slice(start, start + batch_size)
-        fn = TargetFunction(backend, resolved.take(chunk))
+        inputs = rows[chunk]
+        fn = TargetFunction(backend, resolved.take(chunk), origin=inputs)
         # Seeding per chunk keeps results independent of earlier calls.
         chunk_context = dataclasses.replace(
             context, rng=np.random.default_rng([options.get("seed", 0), start])
         )
-        result = attribution_method.attribute(fn, rows[chunk], chunk_context, **options)
+        result = attribution_method.attribute(fn, inputs, chunk_context, **options)
         index = finite_index[chunk]
         values[index] = result.values
-        target_values[index] = fn.value(rows[chunk])
+        target_values[index] = fn.value(inputs)
         if result.delta is not None:
             has_delta = True
             delta[index] = result.delta

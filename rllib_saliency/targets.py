@@ -95,14 +95,23 @@ def parse_target(name: str, action_space: gym.Space) -> TargetSpec:
     )
 
 
+def needs_forward(spec: TargetSpec, actions: np.ndarray | None) -> bool:
+    """Whether resolving ``spec`` needs the policy's outputs (greedy action) first."""
+    return spec.kind == "greedy_logit" or (spec.kind == "logp" and actions is None)
+
+
 def resolve_target(
     spec: TargetSpec,
-    dist_inputs: np.ndarray,
-    greedy_actions: np.ndarray,
+    n: int,
+    dist_inputs: np.ndarray | None,
+    greedy_actions: np.ndarray | None,
     actions: np.ndarray | None,
 ) -> ResolvedTarget:
-    """Fix per-sample choices from the policy's outputs at the original observations."""
-    n = len(dist_inputs)
+    """Fix per-sample choices from the policy's outputs at the original observations.
+
+    ``dist_inputs`` and ``greedy_actions`` are only read when
+    :func:`needs_forward` says so.
+    """
     if spec.kind == "greedy_logit":
         return ResolvedTarget("dist_input", columns=np.argmax(dist_inputs, axis=1).astype(np.int32))
     if spec.kind == "dist_input":

@@ -43,18 +43,30 @@ class TargetFunction:
     """A backend with a resolved target bound: what attribution methods call.
 
     Every call receives a batch with the same rows (same samples, possibly
-    perturbed) as the one the target was resolved for.
+    perturbed) as the one the target was resolved for. The target values at
+    ``origin`` (the unperturbed batch) are kept once computed, so methods and
+    the engine can both ask for them without another model run.
     """
 
-    def __init__(self, backend: Backend, target: ResolvedTarget) -> None:
+    def __init__(self, backend: Backend, target: ResolvedTarget, origin: np.ndarray | None = None) -> None:
         self._backend = backend
         self._target = target
+        self._origin = origin
+        self._origin_values: np.ndarray | None = None
 
     def value(self, inputs: np.ndarray) -> np.ndarray:
+        if inputs is self._origin and self._origin_values is not None:
+            return self._origin_values
         values, _ = self._backend.evaluate(inputs, self._target, with_gradient=False)
+        self._remember(inputs, values)
         return values
 
     def value_and_gradient(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         values, gradient = self._backend.evaluate(inputs, self._target, with_gradient=True)
         assert gradient is not None
+        self._remember(inputs, values)
         return values, gradient
+
+    def _remember(self, inputs: np.ndarray, values: np.ndarray) -> None:
+        if inputs is self._origin:
+            self._origin_values = values

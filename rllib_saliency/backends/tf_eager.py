@@ -7,7 +7,8 @@ counts traces (tests check it stays bounded).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import tensorflow as tf

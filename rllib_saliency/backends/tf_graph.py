@@ -33,6 +33,7 @@ class TFGraphBackend:
         self._graph = tf.Graph()
         self._session = tf1.Session(graph=self._graph)
         self._targets: dict[str, tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]] = {}
+        self._synced_weights: list[np.ndarray] | None = None
         with self._graph.as_default():
             self.obs = tf1.placeholder(tf.float32, (None, *policy.observation_space.shape), name="obs")
             self._model = ModelCatalog.get_model_v2(
@@ -52,7 +53,7 @@ class TFGraphBackend:
                 tf1.placeholder(v.dtype.base_dtype, v.shape) for v in self._replica_variables
             ]
             self._assign = tf.group(
-                *[v.assign(p) for v, p in zip(self._replica_variables, self._weight_inputs)]
+                *[v.assign(p) for v, p in zip(self._replica_variables, self._weight_inputs, strict=True)]
             )
             self._session.run(tf1.variables_initializer(self._replica_variables))
 
@@ -75,12 +76,16 @@ class TFGraphBackend:
 
     def sync_weights(self) -> None:
         values = self._policy.get_session().run(self._policy.model.variables())
-        self._session.run(self._assign, dict(zip(self._weight_inputs, values)))
+        # Feeding weights costs more than comparing them: skip when unchanged.
+        if self._synced_weights is not None and all(
+            np.array_equal(a, b) for a, b in zip(values, self._synced_weights, strict=True)
+        ):
+            return
+        self._session.run(self._assign, dict(zip(self._weight_inputs, values, strict=True)))
+        self._synced_weights = values
 
     def forward(self, obs: np.ndarray) -> ModelOutputs:
-        dist_inputs, greedy = self._session.run(
-            [self._dist_inputs, self._greedy_actions], {self.obs: obs}
-        )
+        dist_inputs, greedy = self._session.run([self._dist_inputs, self._greedy_actions], {self.obs: obs})
         return ModelOutputs(dist_inputs, greedy)
 
     def _target(self, kind: str) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
@@ -92,9 +97,13 @@ class TFGraphBackend:
                     selection = tf1.placeholder(tf.int32, (None,), name="columns")
                 elif kind == "logp":
                     space = self._policy.action_space
-                    selection = tf1.placeholder(tf.as_dtype(space.dtype), (None, *space.shape), name="actions")
+                    selection = tf1.placeholder(
+                        tf.as_dtype(space.dtype), (None, *space.shape), name="actions"
+                    )
                 try:
-                    values = target_tensor(kind, self._dist_inputs, self._model, self._policy.dist_class, selection)
+                    values = target_tensor(
+                        kind, self._dist_inputs, self._model, self._policy.dist_class, selection
+                    )
                 except (NotImplementedError, AttributeError) as error:
                     if kind == "value":
                         raise value_function_error(self._policy_id, error) from error

@@ -6,8 +6,9 @@ A method sees only a :class:`~rllib_saliency.backends.base.TargetFunction`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 

@@ -9,7 +9,8 @@ completeness error per sample: ``sum(attr) - (f(x) - f(b))``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,7 @@ class IntegratedGradients:
         alphas, weights = (nodes + 1.0) / 2.0, weights / 2.0  # map [-1, 1] to [0, 1]
         difference = inputs - baseline
         integral = np.zeros(inputs.shape, np.float64)
-        for alpha, weight in zip(alphas, weights):
+        for alpha, weight in zip(alphas, weights, strict=True):
             _, gradient = fn.value_and_gradient((baseline + alpha * difference).astype(np.float32))
             integral += weight * gradient
         values = (difference * integral).astype(np.float32)

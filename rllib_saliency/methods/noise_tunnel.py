@@ -10,7 +10,8 @@ inputs, seed and ``batch_size``.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -14,7 +14,8 @@ means that part supports the target.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -61,12 +62,16 @@ class Occlusion:
         checked = fill_defaults(self, options)
         checked["baseline"] = check_baseline(self.name, checked["baseline"], obs_shape)
         if checked["fill"] not in FILLS:
-            raise ValueError(f"method 'occlusion': option 'fill' must be one of {FILLS}; got {checked['fill']!r}.")
+            raise ValueError(
+                f"method 'occlusion': option 'fill' must be one of {FILLS}; got {checked['fill']!r}."
+            )
         if len(obs_shape) == 3:
             default_patch = max(1, round(min(obs_shape[:2]) / 10))
             patch = checked["patch_size"] or default_patch
             checked["patch_size"] = check_positive_int("patch_size", self.name, patch)
-            checked["stride"] = check_positive_int("stride", self.name, checked["stride"] or checked["patch_size"])
+            checked["stride"] = check_positive_int(
+                "stride", self.name, checked["stride"] or checked["patch_size"]
+            )
         sigma = checked["blur_sigma"]
         if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < np.inf:
             raise ValueError(f"method 'occlusion': option 'blur_sigma' must be a number > 0; got {sigma!r}.")

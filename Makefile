@@ -1,0 +1,31 @@
+# `make demo` and `make test` do all set-up themselves: they create .venv and install into it.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/explain_cartpole.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check rllib_saliency tests examples benchmarks
+
+# One pytest process per TensorFlow mode: a process cannot build both graph-mode
+# ("tf") and eager ("tf2") RLlib algorithms.
+test: lint
+	RLLIB_SALIENCY_TEST_FRAMEWORK=tf $(PY) -m pytest tests -q
+	RLLIB_SALIENCY_TEST_FRAMEWORK=tf2 $(PY) -m pytest tests -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/engine.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info benchmarks/results

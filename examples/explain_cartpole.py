@@ -1,0 +1,57 @@
+"""Train PPO on CartPole for a few iterations, then explain the policy with every method.
+
+Run: python examples/explain_cartpole.py [--framework tf|tf2] [--iterations 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import gymnasium as gym
+import numpy as np
+import ray
+from ray.rllib.algorithms.ppo import PPOConfig
+
+import rllib_saliency  # noqa: F401  (import before TensorFlow: selects tf-keras)
+from rllib_saliency import METHODS, explain
+
+FEATURES = ["cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--framework", choices=("tf", "tf2"), default="tf")
+    parser.add_argument("--iterations", type=int, default=3)
+    args = parser.parse_args()
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    config = (
+        PPOConfig()
+        # RLlib's TensorFlow policies live on the old API stack.
+        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+        .environment("CartPole-v1")
+        .framework(args.framework)
+        .env_runners(num_env_runners=0)
+    )
+    algo = config.build_algo()
+    for i in range(args.iterations):
+        result = algo.train()
+        print(f"iteration {i + 1}: episode return {result['env_runners']['episode_return_mean']:.1f}")
+
+    # A batch of real observations from the environment.
+    env = gym.make("CartPole-v1")
+    obs = np.stack([env.reset(seed=s)[0] for s in range(256)])
+    policy = algo.get_policy()
+    print(f"\nmean |attribution| per feature, {len(obs)} observations, target 'action' (greedy logit)")
+    print(f"{'method':24s}" + "".join(f"{name:>24s}" for name in FEATURES))
+    for method in METHODS:
+        attribution = explain(policy, obs, method=method, target="action")
+        print(f"{method:24s}" + "".join(f"{v:24.4f}" for v in np.abs(attribution.values).mean(0)))
+    ig = explain(policy, obs, method="integrated_gradients", target="value")
+    print(f"\nIntegrated Gradients on the value: max |completeness error| {np.abs(ig.delta).max():.2e}")
+    algo.stop()
+    ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Shared fixtures: real RLlib PPO algorithms, trained briefly, one framework per pytest process.
+
+TensorFlow cannot build a graph-mode ("tf") and an eager ("tf2") RLlib
+algorithm in one process, so the suite runs once per framework, chosen by
+RLLIB_SALIENCY_TEST_FRAMEWORK (the Makefile runs both).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import ray
+
+import rllib_saliency  # noqa: F401  (sets up tf-keras before TensorFlow is imported)
+
+FRAMEWORK = os.environ.get("RLLIB_SALIENCY_TEST_FRAMEWORK", "tf")
+assert FRAMEWORK in ("tf", "tf2"), FRAMEWORK
+
+
+def ppo_config(env: str = "CartPole-v1", num_env_runners: int = 0, **training):
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    return (
+        PPOConfig()
+        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+        .environment(env)
+        .framework(FRAMEWORK)
+        .env_runners(num_env_runners=num_env_runners, rollout_fragment_length="auto")
+        .training(train_batch_size=256, minibatch_size=128, num_epochs=2, **training)
+        .debugging(seed=0)
+    )
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    # Logical CPUs: a Tune trial plus env runners needs more actors than the 2 real cores.
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+_algorithms: dict = {}
+
+
+@pytest.fixture(scope="session")
+def trained(ray_cluster):
+    """``trained(env)``: a PPO algorithm on ``env`` after one real training iteration."""
+
+    def build(env: str):
+        if env not in _algorithms:
+            algo = ppo_config(env).build_algo()
+            algo.train()
+            _algorithms[env] = algo
+        return _algorithms[env]
+
+    yield build
+    for algo in _algorithms.values():
+        algo.stop()
+    _algorithms.clear()
+
+
+def rollout_observations(algo, n: int = 64, seed: int = 0) -> np.ndarray:
+    """Real observations from the algorithm's env, acting with its own policy."""
+    import gymnasium as gym
+
+    env = gym.make(algo.config.env)
+    policy = algo.get_policy()
+    rows = []
+    obs, _ = env.reset(seed=seed)
+    while len(rows) < n:
+        rows.append(obs)
+        action = policy.compute_single_action(obs, explore=True)[0]
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return np.asarray(rows, np.float32)

@@ -1,0 +1,44 @@
+"""Target names parsed against action spaces."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from rllib_saliency.targets import parse_target, resolve_target
+
+DISCRETE = gym.spaces.Discrete(3)
+BOX = gym.spaces.Box(-1, 1, (2,), np.float32)
+
+
+def test_action_means_greedy_logit_for_discrete_and_dimension_0_for_box():
+    logits = np.array([[0.0, 2.0, 1.0], [3.0, 0.0, 1.0]], np.float32)
+    resolved = resolve_target(parse_target("action", DISCRETE), 2, logits, np.array([1, 0]), None)
+    np.testing.assert_array_equal(resolved.columns, [1, 0])
+    assert parse_target("action", BOX).column == 0
+    assert parse_target("action_1", BOX).column == 1
+
+
+def test_logp_defaults_to_the_greedy_action():
+    greedy = np.array([2, 1])
+    resolved = resolve_target(parse_target("logp", DISCRETE), 2, np.zeros((2, 3)), greedy, None)
+    np.testing.assert_array_equal(resolved.actions, greedy)
+    chosen = np.array([0, 0])
+    np.testing.assert_array_equal(
+        resolve_target(parse_target("logp", DISCRETE), 2, np.zeros((2, 3)), greedy, chosen).actions, chosen
+    )
+
+
+@pytest.mark.parametrize(
+    "name, space, message",
+    [
+        ("action_3", DISCRETE, "out of range.*action_0 .. action_2"),
+        ("action_2", BOX, "out of range.*action_0 .. action_1"),
+        ("actions", DISCRETE, "unknown target 'actions'"),
+        ("action", gym.spaces.MultiBinary(3), "supports Discrete and Box"),
+    ],
+)
+def test_bad_targets(name, space, message):
+    with pytest.raises(ValueError, match=message):
+        parse_target(name, space)
