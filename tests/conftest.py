@@ -35,6 +35,9 @@ def ppo_config(env: str = "CartPole-v1", num_env_runners: int = 0, **training):
 
 @pytest.fixture(scope="session")
 def ray_cluster():
+    # Ray workers unpickle callbacks defined in test modules: let them import them.
+    tests_dir = os.path.dirname(os.path.abspath(__file__))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p)
     # Logical CPUs: a Tune trial plus env runners needs more actors than the 2 real cores.
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield

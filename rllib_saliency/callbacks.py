@@ -1,0 +1,534 @@
+"""SaliencyCallbacks: sample observations during training, explain them where they were
+sampled, and log compact summaries to TensorBoard from the driver.
+
+Design (one computation every ``every`` training iterations):
+
+1. ``on_sample_end`` (on each env runner that samples: the remote ones, or the
+   local one when there are none) adds the batch's observations and actions to a
+   per-policy reservoir of ``num_samples`` rows. Nothing else happens while sampling.
+2. ``on_train_result`` (on the driver, after the learner's weights were pushed to
+   the env runners) asks every healthy env runner, in parallel, to run
+   ``explain()`` on its reservoir with its own copy of the policy and to send
+   back per-feature sums, a 512-value histogram sample and a count per
+   (policy, target, method). Failures come back as data, never as exceptions
+   (an exception inside ``foreach_env_runner`` takes the runner down).
+3. The driver merges the summaries, checks each runner's weights fingerprint
+   against the learner's, and alone writes TensorBoard events (one writer,
+   created once) and adds the scalars to the training result.
+
+Nothing here may break training: every stage runs under an error guard that logs
+the first traceback of each kind, then counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import re
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from ray.rllib.algorithms.callbacks import DefaultCallbacks
+
+from rllib_saliency.backends import policy_mode
+from rllib_saliency.engine import explain
+from rllib_saliency.methods import METHODS
+from rllib_saliency.methods.base import fill_defaults
+from rllib_saliency.sampler import ReservoirSampler
+from rllib_saliency.summaries import (
+    AttributionSummary,
+    MergedSummary,
+    default_feature_names,
+    merge,
+    summarize,
+)
+
+logger = logging.getLogger("rllib_saliency")
+
+TARGET_PATTERN = re.compile(r"action|action_\d+|logp|value")
+HISTORY_FILE = "saliency_history.json"
+RESULT_KEY = "saliency"
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"SaliencyCallbacks.configure: {name!r} must be a positive integer; got {value!r}.")
+    return int(value)
+
+
+def _names(name: str, value: Any, valid: Sequence[str] | None = None) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence) or not value:
+        raise ValueError(
+            f"SaliencyCallbacks.configure: {name!r} must be a non-empty list or tuple of strings; "
+            f"got {value!r}" + (f". Valid values: {', '.join(valid)}." if valid else ".")
+        )
+    for item in value:
+        if not isinstance(item, str) or (valid is not None and item not in valid):
+            raise ValueError(
+                f"SaliencyCallbacks.configure: {name!r} has {item!r}; valid values: "
+                + (", ".join(valid) if valid else "strings")
+                + "."
+            )
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class SaliencySettings:
+    """Validated options of :class:`SaliencyCallbacks` (see ``SaliencyCallbacks.configure``)."""
+
+    every: int = 1
+    num_samples: int = 64
+    methods: tuple[str, ...] = ("gradient", "integrated_gradients")
+    targets: tuple[str, ...] = ("action", "value")
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    policies: tuple[str, ...] | None = None
+    feature_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
+    logdir: str | None = None
+    max_images: int = 4
+    image_every: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        set_ = functools.partial(object.__setattr__, self)
+        set_("every", _positive_int("every", self.every))
+        set_("num_samples", _positive_int("num_samples", self.num_samples))
+        set_("image_every", _positive_int("image_every", self.image_every))
+        set_("methods", _names("methods", self.methods, list(METHODS)))
+        targets = _names("targets", self.targets)
+        for target in targets:
+            if not TARGET_PATTERN.fullmatch(target):
+                raise ValueError(
+                    f"SaliencyCallbacks.configure: 'targets' has {target!r}; valid values: 'action', "
+                    "'action_K' (K an action index or dimension), 'logp', 'value'."
+                )
+        set_("targets", targets)
+        if not isinstance(self.method_options, Mapping):
+            raise ValueError(
+                "SaliencyCallbacks.configure: 'method_options' must map a method name to its options, "
+                "e.g. {'integrated_gradients': {'steps': 16}}."
+            )
+        for method, options in self.method_options.items():
+            if method not in self.methods:
+                raise ValueError(
+                    f"SaliencyCallbacks.configure: 'method_options' has {method!r}, which is not in "
+                    f"'methods' {self.methods}."
+                )
+            if not isinstance(options, Mapping):
+                raise ValueError(f"SaliencyCallbacks.configure: method_options[{method!r}] must be a dict.")
+            fill_defaults(METHODS[method], options)  # unknown option names fail here
+        set_("method_options", {m: dict(o) for m, o in self.method_options.items()})
+        if self.policies is not None:
+            set_("policies", _names("policies", self.policies))
+        names = self.feature_names
+        if names is not None:
+            per_policy = names.values() if isinstance(names, Mapping) else [names]
+            for value in per_policy:
+                _names("feature_names", value)
+            set_("feature_names", dict(names) if isinstance(names, Mapping) else tuple(names))
+        if self.logdir is not None and not isinstance(self.logdir, (str, os.PathLike)):
+            raise ValueError(
+                f"SaliencyCallbacks.configure: 'logdir' must be a path or None; got {self.logdir!r}."
+            )
+        if isinstance(self.max_images, bool) or not isinstance(self.max_images, int) or self.max_images < 0:
+            raise ValueError(
+                f"SaliencyCallbacks.configure: 'max_images' must be an integer >= 0; got {self.max_images!r}."
+            )
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"SaliencyCallbacks.configure: 'seed' must be an integer; got {self.seed!r}.")
+
+
+class ErrorLog:
+    """Logs the first traceback of each (stage, error type), then counts; never raises."""
+
+    REPEAT_EVERY = 100
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def record(self, stage: str, kind: str, details: str) -> None:
+        key = (stage, kind)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        count = self.counts[key]
+        if count == 1:
+            logger.error("rllib_saliency: %s failed; training goes on without it.\n%s", stage, details)
+        elif count % self.REPEAT_EVERY == 0:
+            logger.error("rllib_saliency: %s has failed %d times (%s); training goes on.", stage, count, kind)
+
+    def exception(self, stage: str, error: BaseException) -> None:
+        self.record(stage, type(error).__name__, "".join(traceback.format_exception(error)))
+
+
+def _weights_fingerprint(policy: Any) -> float:
+    weights = policy.get_weights()
+    arrays = weights.values() if isinstance(weights, dict) else weights
+    return float(sum(np.asarray(w, np.float64).sum() for w in arrays))
+
+
+def _saliency_callbacks(callbacks: Any) -> SaliencyCallbacks | None:
+    """Our instance inside a worker's callbacks (possibly a make_multi_callbacks wrapper)."""
+    if isinstance(callbacks, SaliencyCallbacks):
+        return callbacks
+    for inner in getattr(callbacks, "_callback_list", []):
+        if isinstance(inner, SaliencyCallbacks):
+            return inner
+    return None
+
+
+def default_logdir(algorithm: Any) -> str:
+    """The Tune trial dir (where Tune's own TensorBoard events go) or the algorithm's log dir.
+
+    Under Tune, ``algorithm.logdir`` is the trial's *working* dir, which Tune only
+    copies to the trial dir with ``SyncConfig(sync_artifacts=True)``. With local
+    storage we write straight into the trial dir; with remote storage (e.g. S3)
+    into the working dir, which needs ``sync_artifacts=True`` to be uploaded.
+    """
+    storage = getattr(algorithm, "_storage", None)  # Tune's StorageContext; None outside Tune
+    if storage is not None:
+        import pyarrow.fs
+
+        if isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem):
+            return storage.trial_fs_path
+        return storage.trial_working_directory
+    return algorithm.logdir
+
+
+def compute_on_env_runner(worker: Any) -> dict[str, Any]:
+    """Runs on an env runner: explain its reservoir. Returns errors as data, never raises."""
+    try:
+        callbacks = _saliency_callbacks(worker.callbacks)
+        if callbacks is None:
+            return {"summaries": [], "errors": [("compute", "NoCallbacks", "SaliencyCallbacks not found")]}
+        return callbacks.compute_summaries(worker)
+    except BaseException as error:  # noqa: BLE001 - must not take the env runner down
+        return {"summaries": [], "errors": [("compute", type(error).__name__, traceback.format_exc())]}
+
+
+class SaliencyCallbacks(DefaultCallbacks):
+    """Logs input attributions of every TF policy to TensorBoard during training.
+
+    ``config.callbacks(SaliencyCallbacks)`` for defaults, or
+    ``config.callbacks(SaliencyCallbacks.configure(every=5, ...))``.
+    """
+
+    def __init__(self, settings: SaliencySettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or SaliencySettings()
+        self.errors = ErrorLog()
+        # Env-runner side.
+        self._samplers: dict[str, ReservoirSampler] = {}
+        self._policy_choice: dict[str, bool] = {}
+        self._rng = np.random.default_rng(self.settings.seed)
+        self.last_explained: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        # Driver side.
+        self._writer: Any = None
+        self._config_written = False
+        self._history: dict[str, dict[str, list]] = {}
+        self._stale_weight_warnings = 0
+
+    @classmethod
+    def configure(
+        cls,
+        *,
+        every: int = 1,
+        num_samples: int = 64,
+        methods: Sequence[str] = ("gradient", "integrated_gradients"),
+        targets: Sequence[str] = ("action", "value"),
+        method_options: Mapping[str, Mapping[str, Any]] | None = None,
+        policies: Sequence[str] | None = None,
+        feature_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        logdir: str | None = None,
+        max_images: int = 4,
+        image_every: int = 1,
+        seed: int = 0,
+    ) -> functools.partial:
+        """Validate options now and return a callable for ``AlgorithmConfig.callbacks``.
+
+        Args:
+            every: training iterations between saliency computations.
+            num_samples: observations per policy per env runner per computation
+                (a uniform reservoir over all batches since the last one).
+            methods: attribution methods (see ``rllib_saliency.METHODS``).
+            targets: ``"action"`` (for Box action spaces: every dimension,
+                logged as ``action_0``, ``action_1``, ...), ``"action_K"``,
+                ``"logp"`` (of the actions taken), ``"value"``.
+            method_options: per-method keyword options, e.g.
+                ``{"integrated_gradients": {"steps": 16}}``.
+            policies: policy ids to explain; default every TF policy.
+            feature_names: names for the observation features, one list for
+                every policy or a dict ``{policy_id: [...]}``.
+            logdir: where events go; default the algorithm's log dir (the trial
+                dir under Tune).
+            max_images: most samples shown in image summaries of image observations.
+            image_every: write the importance and evolution images every this
+                many computations (rendering costs ~0.1 s per image).
+            seed: seeds sampling and SmoothGrad noise.
+        """
+        settings = SaliencySettings(
+            every=every,
+            num_samples=num_samples,
+            methods=tuple(methods) if not isinstance(methods, str) else methods,
+            targets=tuple(targets) if not isinstance(targets, str) else targets,
+            method_options=method_options or {},
+            policies=None
+            if policies is None
+            else (tuple(policies) if not isinstance(policies, str) else policies),
+            feature_names=feature_names,
+            logdir=logdir,
+            max_images=max_images,
+            image_every=image_every,
+            seed=seed,
+        )
+        return functools.partial(cls, settings=settings)
+
+    # ----- env runner side -------------------------------------------------------------
+
+    def _wants(self, worker: Any, policy_id: str) -> bool:
+        if policy_id not in self._policy_choice:
+            listed = self.settings.policies is None or policy_id in self.settings.policies
+            supported = policy_mode(worker.policy_map[policy_id]) is not None
+            if listed and not supported:
+                logger.warning(
+                    "rllib_saliency: policy %r is not an old-API-stack TensorFlow policy (%s); skipped.",
+                    policy_id,
+                    type(worker.policy_map[policy_id]).__name__,
+                )
+            self._policy_choice[policy_id] = listed and supported
+        return self._policy_choice[policy_id]
+
+    def on_sample_end(self, *, worker: Any = None, samples: Any = None, **kwargs: Any) -> None:
+        try:
+            for policy_id, batch in samples.as_multi_agent().policy_batches.items():
+                if not self._wants(worker, policy_id):
+                    continue
+                if policy_id not in self._samplers:
+                    seed = self.settings.seed + hash((policy_id, os.getpid())) % 10_000
+                    self._samplers[policy_id] = ReservoirSampler(self.settings.num_samples, seed)
+                self._samplers[policy_id].add(batch["obs"], batch["actions"])
+        except Exception as error:  # noqa: BLE001 - sampling must go on
+            self.errors.exception("sampling", error)
+
+    def _targets_for(self, policy: Any) -> list[str]:
+        import gymnasium as gym
+
+        targets = []
+        for target in self.settings.targets:
+            if target == "action" and isinstance(policy.action_space, gym.spaces.Box):
+                targets += [f"action_{k}" for k in range(int(np.prod(policy.action_space.shape)))]
+            else:
+                targets.append(target)
+        return targets
+
+    def compute_summaries(self, worker: Any) -> dict[str, Any]:
+        """Explain this worker's reservoirs with its own policies; compact summaries only."""
+        summaries: list[AttributionSummary] = []
+        errors: list[tuple[str, str, str]] = []
+        fingerprints: dict[str, float] = {}
+        skipped: dict[str, int] = {}
+        for policy_id, sampler in self._samplers.items():
+            skipped[policy_id] = sampler.skipped_nonfinite
+            sample = sampler.drain()
+            if sample is None:
+                continue
+            obs, actions = sample
+            self.last_explained[policy_id] = (obs, actions)
+            try:
+                policy = worker.policy_map[policy_id]
+                fingerprints[policy_id] = _weights_fingerprint(policy)
+                targets = self._targets_for(policy)
+            except Exception:  # noqa: BLE001
+                errors.append((f"policy {policy_id}", "PolicyError", traceback.format_exc()))
+                continue
+            for target in targets:
+                for method in self.settings.methods:
+                    try:
+                        attribution = explain(
+                            policy,
+                            obs,
+                            method,
+                            target,
+                            actions=actions if target == "logp" else None,
+                            **self._method_options(method),
+                        )
+                        summaries.append(summarize(attribution, policy_id, self._rng))
+                    except Exception as error:  # noqa: BLE001 - one bad pair must not stop the rest
+                        errors.append(
+                            (
+                                f"explain {policy_id}/{target}/{method}",
+                                type(error).__name__,
+                                traceback.format_exc(),
+                            )
+                        )
+        return {"summaries": summaries, "errors": errors, "fingerprints": fingerprints, "skipped": skipped}
+
+    def _method_options(self, method: str) -> dict[str, Any]:
+        options = dict(self.settings.method_options.get(method, {}))
+        if method == "smoothgrad":
+            options.setdefault("seed", self.settings.seed)
+        return options
+
+    # ----- driver side -----------------------------------------------------------------
+
+    def on_train_result(self, *, algorithm: Any = None, result: dict | None = None, **kwargs: Any) -> None:
+        try:
+            iteration = int(result["training_iteration"])
+            if iteration % self.settings.every:
+                return
+            # The step Tune's TensorBoard logger uses for this result, so our
+            # events line up with RLlib's curves.
+            step = int(result.get("timesteps_total") or iteration)
+            reports = self._collect(algorithm)
+            merged = self._merge_reports(algorithm, reports)
+            names = {s.key: self._names_for(algorithm, s) for s in merged}
+            result[RESULT_KEY] = self._result_scalars(merged, names)
+            self._write(algorithm, merged, names, step)
+        except Exception as error:  # noqa: BLE001 - a logging failure never kills training
+            self.errors.exception("saliency computation", error)
+        if self.errors.total and isinstance(result, dict):
+            result.setdefault(RESULT_KEY, {})["errors"] = self.errors.total
+
+    def _collect(self, algorithm: Any) -> list[dict[str, Any]]:
+        group = algorithm.env_runner_group
+        if group.num_remote_env_runners() > 0:
+            return group.foreach_env_runner(compute_on_env_runner, local_env_runner=False, healthy_only=True)
+        return [compute_on_env_runner(algorithm.env_runner)]
+
+    def _merge_reports(self, algorithm: Any, reports: list[dict[str, Any]]) -> list[MergedSummary]:
+        summaries = []
+        for report in reports:
+            for stage, kind, details in report.get("errors", []):
+                self.errors.record(stage, kind, details)
+            for policy_id, fingerprint in report.get("fingerprints", {}).items():
+                self._check_weights(algorithm, policy_id, fingerprint)
+            summaries += report.get("summaries", [])
+        return merge(summaries)
+
+    def _check_weights(self, algorithm: Any, policy_id: str, fingerprint: float) -> None:
+        learner = _weights_fingerprint(algorithm.get_policy(policy_id))
+        if not math.isclose(fingerprint, learner, rel_tol=1e-6, abs_tol=1e-6):
+            self.errors.record(
+                "weight sync check",
+                "StaleWeights",
+                f"an env runner explained policy {policy_id!r} with weights that differ from the "
+                f"learner's (fingerprint {fingerprint} vs {learner}); its saliency lags one update.",
+            )
+
+    def _feature_names(self, policy_id: str, size: int, obs_shape: Sequence[int]) -> list[str]:
+        names = self.settings.feature_names
+        if isinstance(names, Mapping):
+            names = names.get(policy_id)
+        if names is not None:
+            if len(names) == size:
+                return list(names)
+            self.errors.record(
+                "feature names",
+                "LengthMismatch",
+                f"feature_names for policy {policy_id!r} has {len(names)} names but the policy's "
+                f"observations have {size} features; using f0..f{size - 1}.",
+            )
+        return default_feature_names(obs_shape)
+
+    def _names_for(self, algorithm: Any, summary: MergedSummary) -> list[str]:
+        shape = algorithm.get_policy(summary.policy_id).observation_space.shape
+        return self._feature_names(summary.policy_id, len(summary.mean_abs), shape)
+
+    def _result_scalars(self, merged: list[MergedSummary], names: dict[tuple, list[str]]) -> dict[str, Any]:
+        # np.longdouble: Tune's TensorBoard logger writes only int/float/float32/float64
+        # scalars and skips other types, while its CSV/JSON/MLflow/W&B loggers take any
+        # number. So the values reach every other logger, and TensorBoard holds one
+        # copy: ours, under the documented tags. (See README, "Training result".)
+        return {
+            f"{s.policy_id}/{s.target}/{s.method}/mean_abs/{name}": np.longdouble(value)
+            for s in merged
+            for name, value in zip(names[s.key], s.mean_abs, strict=True)
+        }
+
+    def _write(
+        self, algorithm: Any, merged: list[MergedSummary], names: dict[tuple, list[str]], step: int
+    ) -> None:
+        if not merged:
+            return
+        writer = self._get_writer(algorithm)
+        if writer is None:
+            return
+        from rllib_saliency import render
+
+        if not self._config_written:
+            writer.text(f"{RESULT_KEY}/config", self._config_markdown(), step)
+            self._config_written = True
+        images_due = self._computations_done() % self.settings.image_every == 0
+        for summary in merged:
+            feature_names = names[summary.key]
+            prefix = f"{RESULT_KEY}/{summary.policy_id}/{summary.target}/{summary.method}"
+            writer.scalars(
+                {
+                    f"{prefix}/mean_abs/{name}": v
+                    for name, v in zip(feature_names, summary.mean_abs, strict=True)
+                },
+                step,
+            )
+            writer.histogram(
+                f"{prefix}/distribution", summary.histogram_values, summary.histogram_weights, step
+            )
+            history = self._history.setdefault(prefix, {"steps": [], "mean_abs": []})
+            history["steps"].append(step)
+            history["mean_abs"].append([float(v) for v in summary.mean_abs])
+            if images_due:
+                title = f"{summary.policy_id} / {summary.target} / {summary.method}"
+                writer.image(
+                    f"{prefix}/importance",
+                    *render.importance_chart(summary.mean_abs, feature_names, title),
+                    step,
+                )
+                writer.image(
+                    f"{prefix}/evolution",
+                    *render.evolution_heatmap(history["mean_abs"], history["steps"], feature_names, title),
+                    step,
+                )
+        writer.flush()
+        self._save_history()
+
+    def _computations_done(self) -> int:
+        return max((len(h["steps"]) for h in self._history.values()), default=0)
+
+    def _get_writer(self, algorithm: Any) -> Any:
+        """The one writer of this run, created on first use; retried after a failure."""
+        if self._writer is None:
+            from rllib_saliency.writer import SaliencyWriter
+
+            logdir = self.settings.logdir or default_logdir(algorithm)
+            try:
+                self._writer = SaliencyWriter(logdir)
+                self._load_history()
+            except Exception as error:  # noqa: BLE001 - e.g. an unwritable log dir
+                self.errors.exception(f"opening the TensorBoard log dir {logdir!r}", error)
+        return self._writer
+
+    def _history_path(self) -> str:
+        return os.path.join(self._writer.logdir, HISTORY_FILE)
+
+    def _load_history(self) -> None:
+        """After a restore into the same log dir, the evolution image keeps its history."""
+        if os.path.exists(self._history_path()):
+            with open(self._history_path()) as file:
+                self._history = json.load(file)
+            self._config_written = True
+
+    def _save_history(self) -> None:
+        temporary = self._history_path() + ".tmp"
+        with open(temporary, "w") as file:
+            json.dump(self._history, file)
+        os.replace(temporary, self._history_path())
+
+    def _config_markdown(self) -> str:
+        rows = "\n".join(f"| {k} | `{v!r}` |" for k, v in asdict(self.settings).items())
+        return f"rllib-saliency settings\n\n| option | value |\n|---|---|\n{rows}"

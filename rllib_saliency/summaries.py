@@ -1,0 +1,109 @@
+"""Compact summaries of attributions: what env runners send back to the driver.
+
+A worker reduces each attribution (``num_samples`` × observation size) to
+per-feature sums of |attribution|, a fixed-size weighted sample of the values
+for the histogram, and a count. Summaries from several workers merge exactly
+for the means and approximately (by weighted sample) for the histogram.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rllib_saliency.engine import Attribution
+
+HISTOGRAM_SAMPLE = 512
+
+
+def feature_magnitudes(values: np.ndarray) -> np.ndarray:
+    """``(N, F)`` |attribution| per feature: the features of flat observations, or the
+    channels (last axis, mean over the other axes) of image-like observations."""
+    magnitudes = np.abs(values)
+    if magnitudes.ndim == 2:
+        return magnitudes
+    return magnitudes.reshape(len(values), -1, values.shape[-1]).mean(axis=1)
+
+
+def default_feature_names(obs_shape: Sequence[int]) -> list[str]:
+    if len(obs_shape) == 1:
+        return [f"f{i}" for i in range(obs_shape[0])]
+    return [f"c{i}" for i in range(obs_shape[-1])]
+
+
+@dataclass
+class AttributionSummary:
+    """One worker's summary of one (policy, target, method) attribution."""
+
+    policy_id: str
+    target: str
+    method: str
+    count: int
+    sum_abs: np.ndarray  # (F,) sums over samples of per-feature |attribution|
+    histogram_values: np.ndarray  # a uniform sample of all attribution values
+    histogram_weight: float  # how many values each sampled one stands for
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.policy_id, self.target, self.method
+
+
+def summarize(attribution: Attribution, policy_id: str, rng: np.random.Generator) -> AttributionSummary:
+    finite_rows = np.isfinite(attribution.target_values)
+    values = attribution.values[finite_rows]
+    flat = values.reshape(-1)
+    sample = flat if len(flat) <= HISTOGRAM_SAMPLE else rng.choice(flat, HISTOGRAM_SAMPLE, replace=False)
+    return AttributionSummary(
+        policy_id=policy_id,
+        target=attribution.target,
+        method=attribution.method,
+        count=int(len(values)),
+        sum_abs=feature_magnitudes(values).sum(axis=0, dtype=np.float64),
+        histogram_values=sample.astype(np.float32),
+        histogram_weight=len(flat) / max(len(sample), 1),
+    )
+
+
+@dataclass
+class MergedSummary:
+    """All workers' summaries of one (policy, target, method), as the driver writes them."""
+
+    policy_id: str
+    target: str
+    method: str
+    count: int
+    mean_abs: np.ndarray
+    histogram_values: np.ndarray
+    histogram_weights: np.ndarray
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.policy_id, self.target, self.method
+
+
+def merge(summaries: Sequence[AttributionSummary]) -> list[MergedSummary]:
+    """Merge summaries by (policy, target, method), in first-seen order."""
+    groups: dict[tuple[str, str, str], list[AttributionSummary]] = {}
+    for summary in summaries:
+        groups.setdefault(summary.key, []).append(summary)
+    merged = []
+    for (policy_id, target, method), group in groups.items():
+        count = sum(s.count for s in group)
+        if count == 0:
+            continue
+        merged.append(
+            MergedSummary(
+                policy_id=policy_id,
+                target=target,
+                method=method,
+                count=count,
+                mean_abs=sum(s.sum_abs for s in group) / count,
+                histogram_values=np.concatenate([s.histogram_values for s in group]),
+                histogram_weights=np.concatenate(
+                    [np.full(len(s.histogram_values), s.histogram_weight) for s in group]
+                ),
+            )
+        )
+    return merged

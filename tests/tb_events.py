@@ -1,0 +1,25 @@
+"""Read TensorBoard event files back with TensorBoard's own loader."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+
+def load(logdir: str) -> EventAccumulator:
+    accumulator = EventAccumulator(
+        logdir, size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0}
+    )
+    accumulator.Reload()
+    return accumulator
+
+
+def scalars(accumulator: EventAccumulator, tag: str) -> dict[int, float]:
+    return {event.step: event.value for event in accumulator.Scalars(tag)}
+
+
+def decode_png(image_event) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(image_event.encoded_image_string)).convert("RGB"))

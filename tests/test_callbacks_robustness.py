@@ -1,0 +1,155 @@
+"""SaliencyCallbacks never breaks training: failures, restarts, checkpoints, composition."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytest
+from conftest import ppo_config
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.algorithms.callbacks import DefaultCallbacks, make_multi_callbacks
+from tb_events import load, scalars
+
+from rllib_saliency import SaliencyCallbacks
+
+pytestmark = pytest.mark.slow
+
+TAG = "saliency/default_policy/action/gradient/mean_abs/f2"
+
+
+def saliency_logs(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "rllib_saliency"]
+
+
+def test_unwritable_logdir_keeps_training_and_results(ray_cluster, tmp_path, caplog):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    config = ppo_config().callbacks(
+        SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(blocker / "logs"))
+    )
+    algo = config.build_algo()
+    try:
+        with caplog.at_level(logging.ERROR, logger="rllib_saliency"):
+            results = [algo.train() for _ in range(2)]
+        for result in results:
+            assert np.isfinite(result["env_runners"]["episode_return_mean"])
+            assert float(result["saliency"]["default_policy/action/gradient/mean_abs/f2"]) > 0
+        assert results[-1]["saliency"]["errors"] == 2
+        opening = [m for m in saliency_logs(caplog) if "opening the TensorBoard log dir" in m]
+        assert len(opening) == 1 and "NotADirectoryError" in opening[0]  # logged once, with the traceback
+    finally:
+        algo.stop()
+
+
+def test_a_model_the_engine_cannot_handle_is_skipped(ray_cluster, tmp_path, caplog):
+    config = ppo_config(model={"use_lstm": True, "lstm_cell_size": 8, "max_seq_len": 8}).callbacks(
+        SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+    )
+    algo = config.build_algo()
+    try:
+        with caplog.at_level(logging.ERROR, logger="rllib_saliency"):
+            results = [algo.train() for _ in range(2)]
+        assert results[-1]["training_iteration"] == 2
+        assert results[-1]["saliency"]["errors"] >= 2
+        messages = saliency_logs(caplog)
+        assert len(messages) == 1 and "recurrent model" in messages[0]
+    finally:
+        algo.stop()
+
+
+def test_restarted_env_runner_resumes_saliency(ray_cluster, tmp_path):
+    config = (
+        ppo_config(num_env_runners=2)
+        .fault_tolerance(restart_failed_env_runners=True)
+        .callbacks(
+            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+        )
+    )
+    algo = config.build_algo()
+    try:
+        algo.train()
+        # Kill one remote env runner's process, as a crash would.
+        algo.env_runner_group.foreach_env_runner(
+            lambda w: os._exit(1), local_env_runner=False, remote_worker_ids=[1]
+        )
+        results = [algo.train() for _ in range(3)]
+        assert all(np.isfinite(r["env_runners"]["episode_return_mean"]) for r in results)
+        logged = scalars(load(str(tmp_path)), TAG)
+        # Saliency went on from the surviving runner (and the restarted one, once RLlib
+        # brings it back): every iteration after the crash is logged.
+        assert all(r["timesteps_total"] in logged for r in results)
+        assert "saliency" in results[-1] and "errors" not in results[-1]["saliency"]
+    finally:
+        algo.stop()
+
+
+def test_checkpoint_restore_continues_steps_and_evolution_history(ray_cluster, tmp_path):
+    logdir = tmp_path / "logs"
+    config = ppo_config().callbacks(
+        SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(logdir))
+    )
+    algo = config.build_algo()
+    first = [algo.train()["timesteps_total"] for _ in range(2)]
+    checkpoint = algo.save(str(tmp_path / "checkpoint")).checkpoint.path
+    algo.stop()
+    restored = Algorithm.from_checkpoint(checkpoint)
+    try:
+        later = restored.train()["timesteps_total"]
+        assert later > first[-1]
+        events = load(str(logdir))
+        assert sorted(scalars(events, TAG)) == [*first, later]
+        prefix = "saliency/default_policy/action/gradient"
+        assert [e.step for e in events.Images(f"{prefix}/evolution")] == [*first, later]
+        history = _saliency_history(logdir)[prefix]
+        assert history["steps"] == [*first, later] and len(history["mean_abs"]) == 3
+        assert len(events.Tensors("saliency/config")) == 1  # config text on the first write only
+    finally:
+        restored.stop()
+
+
+def _saliency_history(logdir) -> dict:
+    import json
+
+    return json.loads((logdir / "saliency_history.json").read_text())
+
+
+class MarkingCallbacks(DefaultCallbacks):
+    """A user's own callbacks: marks results and counts sampled batches on every runner."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_sample_end(self, *, samples, **kwargs):
+        self.batches += 1
+
+    def on_train_result(self, *, result, **kwargs):
+        result["user_callback_ran"] = True
+
+
+def test_composes_with_user_callbacks_via_make_multi_callbacks(ray_cluster, tmp_path):
+    config = ppo_config(num_env_runners=1).callbacks(
+        make_multi_callbacks(
+            [
+                MarkingCallbacks,
+                SaliencyCallbacks.configure(
+                    every=2, methods=("gradient",), targets=("action",), logdir=str(tmp_path)
+                ),
+            ]
+        )
+    )
+    algo = config.build_algo()
+    try:
+        results = [algo.train() for _ in range(2)]
+        assert all(r["user_callback_ran"] for r in results)
+        assert "saliency" not in results[0] and "saliency" in results[1]
+        assert sorted(scalars(load(str(tmp_path)), TAG)) == [results[1]["timesteps_total"]]
+        # The user's hook ran on the remote runner too, beside ours.
+        batches = algo.env_runner_group.foreach_env_runner(
+            lambda w: w.callbacks._callback_list[0].batches, local_env_runner=False
+        )
+        assert batches[0] >= 2
+    finally:
+        algo.stop()
