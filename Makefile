@@ -13,7 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/explain_cartpole.py
+	$(PY) examples/cartpole.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check rllib_saliency tests examples benchmarks
@@ -26,6 +26,7 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/callback_overhead.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info benchmarks/results

@@ -5,6 +5,10 @@ Run: python examples/explain_cartpole.py [--framework tf|tf2] [--iterations 3]
 
 from __future__ import annotations
 
+# isort: off
+import rllib_saliency  # noqa: F401  (import before TensorFlow: selects tf-keras)
+
+# isort: on
 import argparse
 
 import gymnasium as gym
@@ -12,7 +16,6 @@ import numpy as np
 import ray
 from ray.rllib.algorithms.ppo import PPOConfig
 
-import rllib_saliency  # noqa: F401  (import before TensorFlow: selects tf-keras)
 from rllib_saliency import METHODS, explain
 
 FEATURES = ["cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity"]

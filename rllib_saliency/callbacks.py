@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import re
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -91,7 +92,7 @@ class SaliencySettings:
     feature_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None
     logdir: str | None = None
     max_images: int = 4
-    image_every: int = 1
+    image_every: int = 10
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -248,7 +249,7 @@ class SaliencyCallbacks(DefaultCallbacks):
         feature_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
         logdir: str | None = None,
         max_images: int = 4,
-        image_every: int = 1,
+        image_every: int = 10,
         seed: int = 0,
     ) -> functools.partial:
         """Validate options now and return a callable for ``AlgorithmConfig.callbacks``.
@@ -379,6 +380,7 @@ class SaliencyCallbacks(DefaultCallbacks):
     # ----- driver side -----------------------------------------------------------------
 
     def on_train_result(self, *, algorithm: Any = None, result: dict | None = None, **kwargs: Any) -> None:
+        started = time.perf_counter()
         try:
             iteration = int(result["training_iteration"])
             if iteration % self.settings.every:
@@ -391,6 +393,8 @@ class SaliencyCallbacks(DefaultCallbacks):
             names = {s.key: self._names_for(algorithm, s) for s in merged}
             result[RESULT_KEY] = self._result_scalars(merged, names)
             self._write(algorithm, merged, names, step)
+            # What this computation cost the training loop (driver wall time).
+            result[RESULT_KEY]["seconds"] = time.perf_counter() - started
         except Exception as error:  # noqa: BLE001 - a logging failure never kills training
             self.errors.exception("saliency computation", error)
         if self.errors.total and isinstance(result, dict):

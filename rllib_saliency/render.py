@@ -17,6 +17,19 @@ MAX_BARS = 40  # beyond this a bar chart stops being readable: show the largest 
 DPI = 80
 
 
+def _fit_margins(figure: Figure, labels: Sequence[str], right: float = 0.97) -> None:
+    """Fixed margins from the longest label: much cheaper than ``tight_layout``."""
+    width_inches = figure.get_figwidth()
+    label_inches = 0.25 + 0.075 * max((len(label) for label in labels), default=1)
+    height_inches = figure.get_figheight()
+    figure.subplots_adjust(
+        left=min(0.5, label_inches / width_inches),
+        right=right,
+        top=1 - 0.35 / height_inches,
+        bottom=0.55 / height_inches,
+    )
+
+
 def _png(figure: Figure) -> tuple[bytes, int, int]:
     canvas = FigureCanvasAgg(figure)
     buffer = io.BytesIO()
@@ -46,7 +59,7 @@ def importance_chart(values: np.ndarray, names: Sequence[str], title: str) -> tu
     axes.set_xlabel("mean |attribution|")
     axes.set_title(title, fontsize=10)
     axes.grid(axis="x", alpha=0.3)
-    figure.tight_layout()
+    _fit_margins(figure, [names[i] for i in index])
     return _png(figure)
 
 
@@ -72,6 +85,6 @@ def evolution_heatmap(
     axes.set_xticks(ticks, [str(steps[t]) for t in ticks], fontsize=8)
     axes.set_xlabel("step")
     axes.set_title(title, fontsize=10)
-    figure.colorbar(image, ax=axes, label="share of mean |attribution|")
-    figure.tight_layout()
+    _fit_margins(figure, [names[i] for i in index], right=0.88)
+    figure.colorbar(image, ax=axes, label="share of mean |attribution|", fraction=0.05, pad=0.02)
     return _png(figure)

@@ -7,13 +7,15 @@ RLLIB_SALIENCY_TEST_FRAMEWORK (the Makefile runs both).
 
 from __future__ import annotations
 
+# isort: off
+import rllib_saliency  # noqa: F401  (sets up tf-keras before TensorFlow is imported)
+
+# isort: on
 import os
 
 import numpy as np
 import pytest
 import ray
-
-import rllib_saliency  # noqa: F401  (sets up tf-keras before TensorFlow is imported)
 
 FRAMEWORK = os.environ.get("RLLIB_SALIENCY_TEST_FRAMEWORK", "tf")
 assert FRAMEWORK in ("tf", "tf2"), FRAMEWORK

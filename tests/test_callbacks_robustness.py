@@ -88,7 +88,9 @@ def test_restarted_env_runner_resumes_saliency(ray_cluster, tmp_path):
 def test_checkpoint_restore_continues_steps_and_evolution_history(ray_cluster, tmp_path):
     logdir = tmp_path / "logs"
     config = ppo_config().callbacks(
-        SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(logdir))
+        SaliencyCallbacks.configure(
+            methods=("gradient",), targets=("action",), image_every=1, logdir=str(logdir)
+        )
     )
     algo = config.build_algo()
     first = [algo.train()["timesteps_total"] for _ in range(2)]

@@ -27,7 +27,9 @@ TAG = "saliency/default_policy/action/gradient/mean_abs/f0"
 def tune_trial_dir(ray_cluster, tmp_path_factory):
     from ray import tune
 
-    config = ppo_config().callbacks(SaliencyCallbacks.configure(methods=("gradient",), targets=("action",)))
+    config = ppo_config().callbacks(
+        SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), image_every=1)
+    )
     storage = tmp_path_factory.mktemp("tune")
     tuner = tune.Tuner(
         "PPO",

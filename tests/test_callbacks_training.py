@@ -42,7 +42,9 @@ def expected_mean_abs(algo, policy_id: str, target: str, method: str) -> np.ndar
 @pytest.mark.parametrize("num_env_runners", [0, 2])
 def test_every_documented_tag_at_every_step(ray_cluster, tmp_path, num_env_runners):
     config = ppo_config(num_env_runners=num_env_runners).callbacks(
-        SaliencyCallbacks.configure(every=1, methods=METHODS, targets=TARGETS, logdir=str(tmp_path))
+        SaliencyCallbacks.configure(
+            every=1, methods=METHODS, targets=TARGETS, image_every=1, logdir=str(tmp_path)
+        )
     )
     algo = config.build_algo()
     try:

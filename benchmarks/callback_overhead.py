@@ -1,0 +1,90 @@
+"""Callback overhead: PPO CartPole with 2 env runners, with and without SaliencyCallbacks.
+
+Both algorithms are built in one process and trained alternately, one
+iteration each in turn, so machine noise hits both alike. Reports the median
+iteration wall time of each, the overhead ratio, and the driver time of one
+saliency computation (``result["saliency"]["seconds"]``). Prints a table and
+writes benchmarks/results/callback_overhead.json.
+
+Usage: python benchmarks/callback_overhead.py [--iterations 8] [--framework tf]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--framework", choices=("tf", "tf2"), default="tf")
+    args = parser.parse_args()
+
+    import ray
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    from rllib_saliency import SaliencyCallbacks
+
+    ray.init(num_cpus=5, include_dashboard=False, log_to_driver=False)
+    base = (
+        PPOConfig()
+        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+        .environment("CartPole-v1")
+        .framework(args.framework)
+        .env_runners(num_env_runners=2)
+    )
+    runs = {
+        "without": base.copy().build_algo(),
+        "with": base.copy().callbacks(SaliencyCallbacks).build_algo(),  # defaults
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    saliency_seconds: list[float] = []
+    for algo in runs.values():  # warm-up: first iteration builds and traces
+        algo.train()
+    for _ in range(args.iterations):
+        for name, algo in runs.items():
+            start = time.perf_counter()
+            result = algo.train()
+            times[name].append(time.perf_counter() - start)
+            if name == "with":
+                saliency_seconds.append(float(result["saliency"]["seconds"]))
+    without, with_ = statistics.median(times["without"]), statistics.median(times["with"])
+    row = {
+        "framework": args.framework,
+        "iterations": args.iterations,
+        "train_batch_size": base.train_batch_size,
+        "median_iteration_s_without": without,
+        "median_iteration_s_with": with_,
+        "overhead_ratio": with_ / without - 1,
+        # The mean includes the 1-in-`image_every` computations that also render images.
+        "mean_overhead_ratio": statistics.mean(times["with"]) / statistics.mean(times["without"]) - 1,
+        "median_saliency_s_per_computation": statistics.median(saliency_seconds),
+        "saliency_share_of_iteration": statistics.median(saliency_seconds) / with_,
+    }
+    for algo in runs.values():
+        algo.stop()
+    ray.shutdown()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "callback_overhead.json").write_text(json.dumps(row, indent=2))
+    print(
+        "| mode | median iteration without (s) | with (s) | overhead (median / mean) "
+        "| saliency per computation (s) | its share |"
+    )
+    print("|---|---|---|---|---|---|")
+    print(
+        f"| {args.framework} | {without:.2f} | {with_:.2f} "
+        f"| {row['overhead_ratio']:+.1%} / {row['mean_overhead_ratio']:+.1%} "
+        f"| {row['median_saliency_s_per_computation']:.3f} | {row['saliency_share_of_iteration']:.1%} |"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""The examples stay runnable (short runs, graph mode only: they take --framework for tf2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FRAMEWORK
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(FRAMEWORK != "tf", reason="run once")]
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(name: str, *args: str, cwd: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_cartpole_demo_prints_the_tensorboard_command(tmp_path):
+    out = run_example("cartpole.py", "--iterations", "2", "--storage", str(tmp_path), cwd=tmp_path)
+    assert "tensorboard --logdir" in out
+    trial_dir = out.split("one run): ")[1].splitlines()[0].strip()
+    assert list(Path(trial_dir).glob("events.out.tfevents.*.saliency"))
+
+
+def test_multi_agent_example(tmp_path):
+    out = run_example("multi_agent.py", "--iterations", "1", cwd=tmp_path)
+    assert "left: |d logit/d pole_angle|" in out and "right:" in out
+
+
+def test_explain_example(tmp_path):
+    out = run_example("explain_cartpole.py", "--iterations", "1", cwd=tmp_path)
+    assert "integrated_gradients" in out and "completeness error" in out
