@@ -45,10 +45,11 @@ from rllib_saliency.sampler import ReservoirSampler
 from rllib_saliency.summaries import (
     AttributionSummary,
     MergedSummary,
-    default_feature_names,
+    feature_layout,
     merge,
     summarize,
 )
+from rllib_saliency.targets import action_targets
 
 logger = logging.getLogger("rllib_saliency")
 
@@ -93,6 +94,7 @@ class SaliencySettings:
     logdir: str | None = None
     max_images: int = 4
     image_every: int = 10
+    frame_maps: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -139,6 +141,10 @@ class SaliencySettings:
         if isinstance(self.max_images, bool) or not isinstance(self.max_images, int) or self.max_images < 0:
             raise ValueError(
                 f"SaliencyCallbacks.configure: 'max_images' must be an integer >= 0; got {self.max_images!r}."
+            )
+        if not isinstance(self.frame_maps, bool):
+            raise ValueError(
+                f"SaliencyCallbacks.configure: 'frame_maps' must be True or False; got {self.frame_maps!r}."
             )
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"SaliencyCallbacks.configure: 'seed' must be an integer; got {self.seed!r}.")
@@ -250,6 +256,7 @@ class SaliencyCallbacks(DefaultCallbacks):
         logdir: str | None = None,
         max_images: int = 4,
         image_every: int = 10,
+        frame_maps: bool = False,
         seed: int = 0,
     ) -> functools.partial:
         """Validate options now and return a callable for ``AlgorithmConfig.callbacks``.
@@ -272,6 +279,8 @@ class SaliencyCallbacks(DefaultCallbacks):
             max_images: most samples shown in image summaries of image observations.
             image_every: write the importance and evolution images every this
                 many computations (rendering costs ~0.1 s per image).
+            frame_maps: for image observations, also show each stacked frame
+                (channel) with its own map in the ``importance`` image.
             seed: seeds sampling and SmoothGrad noise.
         """
         settings = SaliencySettings(
@@ -287,6 +296,7 @@ class SaliencyCallbacks(DefaultCallbacks):
             logdir=logdir,
             max_images=max_images,
             image_every=image_every,
+            frame_maps=frame_maps,
             seed=seed,
         )
         return functools.partial(cls, settings=settings)
@@ -319,14 +329,9 @@ class SaliencyCallbacks(DefaultCallbacks):
             self.errors.exception("sampling", error)
 
     def _targets_for(self, policy: Any) -> list[str]:
-        import gymnasium as gym
-
         targets = []
         for target in self.settings.targets:
-            if target == "action" and isinstance(policy.action_space, gym.spaces.Box):
-                targets += [f"action_{k}" for k in range(int(np.prod(policy.action_space.shape)))]
-            else:
-                targets.append(target)
+            targets += action_targets(policy.action_space) if target == "action" else [target]
         return targets
 
     def compute_summaries(self, worker: Any) -> dict[str, Any]:
@@ -346,6 +351,7 @@ class SaliencyCallbacks(DefaultCallbacks):
                 policy = worker.policy_map[policy_id]
                 fingerprints[policy_id] = _weights_fingerprint(policy)
                 targets = self._targets_for(policy)
+                layout = feature_layout(policy.observation_space)
             except Exception:  # noqa: BLE001
                 errors.append((f"policy {policy_id}", "PolicyError", traceback.format_exc()))
                 continue
@@ -360,7 +366,11 @@ class SaliencyCallbacks(DefaultCallbacks):
                             actions=actions if target == "logp" else None,
                             **self._method_options(method),
                         )
-                        summaries.append(summarize(attribution, policy_id, self._rng))
+                        summaries.append(
+                            summarize(
+                                attribution, policy_id, self._rng, layout.parts, self.settings.max_images
+                            )
+                        )
                     except Exception as error:  # noqa: BLE001 - one bad pair must not stop the rest
                         errors.append(
                             (
@@ -391,8 +401,12 @@ class SaliencyCallbacks(DefaultCallbacks):
             reports = self._collect(algorithm)
             merged = self._merge_reports(algorithm, reports)
             names = {s.key: self._names_for(algorithm, s) for s in merged}
+            shares = {s.key: self._shares(algorithm, s) for s in merged}
             result[RESULT_KEY] = self._result_scalars(merged, names)
-            self._write(algorithm, merged, names, step)
+            for (policy_id, target, method), by_key in shares.items():
+                for key, share in by_key.items():
+                    result[RESULT_KEY][f"{policy_id}/{target}/{method}/share/{key}"] = np.longdouble(share)
+            self._write(algorithm, merged, names, shares, step)
             # What this computation cost the training loop (driver wall time).
             result[RESULT_KEY]["seconds"] = time.perf_counter() - started
         except Exception as error:  # noqa: BLE001 - a logging failure never kills training
@@ -414,7 +428,7 @@ class SaliencyCallbacks(DefaultCallbacks):
             for policy_id, fingerprint in report.get("fingerprints", {}).items():
                 self._check_weights(algorithm, policy_id, fingerprint)
             summaries += report.get("summaries", [])
-        return merge(summaries)
+        return merge(summaries, self.settings.max_images)
 
     def _check_weights(self, algorithm: Any, policy_id: str, fingerprint: float) -> None:
         learner = _weights_fingerprint(algorithm.get_policy(policy_id))
@@ -426,7 +440,7 @@ class SaliencyCallbacks(DefaultCallbacks):
                 f"learner's (fingerprint {fingerprint} vs {learner}); its saliency lags one update.",
             )
 
-    def _feature_names(self, policy_id: str, size: int, obs_shape: Sequence[int]) -> list[str]:
+    def _feature_names(self, policy_id: str, size: int, observation_space: Any) -> list[str]:
         names = self.settings.feature_names
         if isinstance(names, Mapping):
             names = names.get(policy_id)
@@ -437,13 +451,24 @@ class SaliencyCallbacks(DefaultCallbacks):
                 "feature names",
                 "LengthMismatch",
                 f"feature_names for policy {policy_id!r} has {len(names)} names but the policy's "
-                f"observations have {size} features; using f0..f{size - 1}.",
+                f"observations have {size} features; using the default names.",
             )
-        return default_feature_names(obs_shape)
+        return feature_layout(observation_space).names
 
     def _names_for(self, algorithm: Any, summary: MergedSummary) -> list[str]:
-        shape = algorithm.get_policy(summary.policy_id).observation_space.shape
-        return self._feature_names(summary.policy_id, len(summary.mean_abs), shape)
+        space = algorithm.get_policy(summary.policy_id).observation_space
+        return self._feature_names(summary.policy_id, len(summary.mean_abs), space)
+
+    def _shares(self, algorithm: Any, summary: MergedSummary) -> dict[str, float]:
+        """Each top-level key's share of the total mean |attribution| (structured observations)."""
+        top_keys = feature_layout(algorithm.get_policy(summary.policy_id).observation_space).top_keys
+        total = float(summary.mean_abs.sum())
+        if top_keys is None or total <= 0:
+            return {}
+        shares: dict[str, float] = {}
+        for key, value in zip(top_keys, summary.mean_abs, strict=True):
+            shares[key] = shares.get(key, 0.0) + float(value) / total
+        return shares
 
     def _result_scalars(self, merged: list[MergedSummary], names: dict[tuple, list[str]]) -> dict[str, Any]:
         # np.longdouble: Tune's TensorBoard logger writes only int/float/float32/float64
@@ -457,7 +482,12 @@ class SaliencyCallbacks(DefaultCallbacks):
         }
 
     def _write(
-        self, algorithm: Any, merged: list[MergedSummary], names: dict[tuple, list[str]], step: int
+        self,
+        algorithm: Any,
+        merged: list[MergedSummary],
+        names: dict[tuple, list[str]],
+        shares: dict[tuple, dict[str, float]],
+        step: int,
     ) -> None:
         if not merged:
             return
@@ -473,13 +503,11 @@ class SaliencyCallbacks(DefaultCallbacks):
         for summary in merged:
             feature_names = names[summary.key]
             prefix = f"{RESULT_KEY}/{summary.policy_id}/{summary.target}/{summary.method}"
-            writer.scalars(
-                {
-                    f"{prefix}/mean_abs/{name}": v
-                    for name, v in zip(feature_names, summary.mean_abs, strict=True)
-                },
-                step,
+            scalars = dict(
+                zip([f"{prefix}/mean_abs/{n}" for n in feature_names], summary.mean_abs, strict=True)
             )
+            scalars.update({f"{prefix}/share/{key}": v for key, v in shares[summary.key].items()})
+            writer.scalars(scalars, step)
             writer.histogram(
                 f"{prefix}/distribution", summary.histogram_values, summary.histogram_weights, step
             )
@@ -488,11 +516,13 @@ class SaliencyCallbacks(DefaultCallbacks):
             history["mean_abs"].append([float(v) for v in summary.mean_abs])
             if images_due:
                 title = f"{summary.policy_id} / {summary.target} / {summary.method}"
-                writer.image(
-                    f"{prefix}/importance",
-                    *render.importance_chart(summary.mean_abs, feature_names, title),
-                    step,
-                )
+                if summary.map_values is not None:  # image observations: heatmaps over frames
+                    importance = render.saliency_grid(
+                        summary.map_observations, summary.map_values, title, self.settings.frame_maps
+                    )
+                else:
+                    importance = render.importance_chart(summary.mean_abs, feature_names, title)
+                writer.image(f"{prefix}/importance", *importance, step)
                 writer.image(
                     f"{prefix}/evolution",
                     *render.evolution_heatmap(history["mean_abs"], history["steps"], feature_names, title),

@@ -10,6 +10,7 @@ import numpy as np
 
 from rllib_saliency.backends import TargetFunction, backend_for
 from rllib_saliency.methods import BatchContext, get_method
+from rllib_saliency.structure import is_structured, original_space, unflatten
 from rllib_saliency.targets import needs_forward, parse_target, resolve_target
 
 
@@ -21,6 +22,9 @@ class Attribution:
     target_values: ``(N,)``, the explained quantity at the observations.
     delta: Integrated Gradients only: per-sample completeness error
         ``sum(values) - (f(x) - f(baseline))``.
+    structured: with ``explain(..., structured=True)`` on a Dict/Tuple/Discrete
+        observation space, ``values`` in the original structure (see
+        :func:`rllib_saliency.structure.unflatten`).
     Rows whose observation is not finite are NaN in ``values``,
     ``target_values`` and ``delta``; the other rows are unaffected.
     """
@@ -32,6 +36,7 @@ class Attribution:
     observations: np.ndarray
     delta: np.ndarray | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    structured: Any = None
 
 
 def _check_observations(obs: Any, obs_shape: tuple[int, ...]) -> np.ndarray:
@@ -76,6 +81,7 @@ def explain(
     *,
     actions: Any = None,
     batch_size: int = 1024,
+    structured: bool = False,
     **method_options: Any,
 ) -> Attribution:
     """Attribute a policy output to the observation features, batch-wise.
@@ -89,6 +95,8 @@ def explain(
         actions: for ``target="logp"``, the actions whose log-probability is
             explained (default: the greedy action at each observation).
         batch_size: most observations sent through the model at once.
+        structured: also return the attributions in the original observation
+            structure (``Attribution.structured``) for Dict/Tuple/Discrete spaces.
         **method_options: options of the method (e.g. ``steps=32`` for IG).
 
     In graph mode no op is ever added to the policy's graph; in eager mode
@@ -142,7 +150,17 @@ def explain(
         if result.delta is not None:
             has_delta = True
             delta[index] = result.delta
+    nested = None
+    if structured:
+        space = original_space(policy.observation_space)
+        if not is_structured(space):
+            raise ValueError(
+                f"structured=True needs a Dict, Tuple, Discrete or MultiDiscrete observation space; "
+                f"this policy's is {space}."
+            )
+        nested = unflatten(values, observations, space)
     return Attribution(
+        structured=nested,
         values=values,
         target_values=target_values,
         method=method,

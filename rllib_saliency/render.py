@@ -88,3 +88,73 @@ def evolution_heatmap(
     _fit_margins(figure, [names[i] for i in index], right=0.88)
     figure.colorbar(image, ax=axes, label="share of mean |attribution|", fraction=0.05, pad=0.02)
     return _png(figure)
+
+
+def _unit_range(image: np.ndarray) -> np.ndarray:
+    """Rescale to [0, 1] by the image's own min and max: uint8 frames, floats in [0, 1]
+    and values beyond either range all render the same way."""
+    image = np.asarray(image, np.float64)
+    low, high = float(image.min()), float(image.max())
+    return (image - low) / (high - low) if high > low else np.zeros_like(image)
+
+
+def _background(observation: np.ndarray, channel: int | None = None) -> np.ndarray:
+    """An RGB background: the observation itself if it has 3 channels, else one channel
+    (the newest frame of a frame stack by default) in grey."""
+    if channel is None and observation.shape[-1] == 3:
+        return _unit_range(observation)
+    frame = observation[..., observation.shape[-1] - 1 if channel is None else channel]
+    return np.repeat(_unit_range(frame)[..., None], 3, axis=-1)
+
+
+def overlay(background: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np.ndarray:
+    """Alpha-blend the 'inferno' colour of ``heat`` (in [0, 1]) over an RGB background; the
+    blend weight grows with the heat, so unimportant pixels show the frame."""
+    from matplotlib import colormaps
+
+    colour = colormaps["inferno"](heat)[..., :3]
+    weight = alpha * heat[..., None]
+    return (1 - weight) * background + weight * colour
+
+
+def saliency_grid(
+    observations: np.ndarray, maps: np.ndarray, title: str, per_frame: bool = False
+) -> tuple[bytes, int, int]:
+    """One row per sample: the frame with the saliency heatmap overlaid, the heatmap alone,
+    and with ``per_frame`` each stacked frame with its own map.
+
+    Normalisation is per sample: the heatmap is mean |attribution| over channels divided
+    by that sample's maximum, so each row uses the full colour range (compare rows by
+    pattern, not brightness). Per-frame maps share their sample's maximum, so frames of
+    one sample are comparable.
+    """
+    from matplotlib import colormaps
+
+    rows = len(observations)
+    channels = observations.shape[-1]
+    frames = list(range(channels)) if per_frame else []
+    columns = 2 + len(frames)
+    figure = Figure(figsize=(1.9 * columns, 0.65 + 1.9 * rows), dpi=DPI)
+    for row, (observation, attribution) in enumerate(zip(observations, maps, strict=True)):
+        magnitude = np.abs(np.asarray(attribution, np.float64))
+        heat = magnitude.mean(axis=-1)
+        heat = heat / heat.max() if heat.max() > 0 else heat
+        panels = [
+            ("overlay", overlay(_background(observation), heat)),
+            ("|attribution|", colormaps["inferno"](heat)),
+        ]
+        scale = magnitude.max()
+        for frame in frames:
+            frame_heat = magnitude[..., frame] / scale if scale > 0 else magnitude[..., frame]
+            panels.append((f"frame {frame}", overlay(_background(observation, frame), frame_heat)))
+        for column, (label, picture) in enumerate(panels):
+            axes = figure.add_subplot(rows, columns, row * columns + column + 1)
+            axes.imshow(picture, interpolation="nearest")
+            axes.set_axis_off()
+            if row == 0:
+                axes.set_title(label, fontsize=8)
+    figure.suptitle(title, fontsize=9)
+    figure.subplots_adjust(
+        left=0.01, right=0.99, bottom=0.01, top=1 - 0.6 / figure.get_figheight(), wspace=0.04, hspace=0.04
+    )
+    return _png(figure)

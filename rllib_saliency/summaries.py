@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rllib_saliency.engine import Attribution
+from rllib_saliency.structure import Component, component_values
 
 HISTOGRAM_SAMPLE = 512
 
@@ -33,6 +34,29 @@ def default_feature_names(obs_shape: Sequence[int]) -> list[str]:
     return [f"c{i}" for i in range(obs_shape[-1])]
 
 
+@dataclass(frozen=True)
+class FeatureLayout:
+    """How a policy's observations are reported: feature names, and for structured
+    observations the components and each feature's top-level key (for share/ scalars)."""
+
+    names: list[str]
+    parts: list[Component] | None = None
+
+    @property
+    def top_keys(self) -> list[str] | None:
+        return None if self.parts is None else [p.top_key for p in self.parts]
+
+
+def feature_layout(observation_space) -> FeatureLayout:
+    from rllib_saliency.structure import components, is_structured, original_space
+
+    original = original_space(observation_space)
+    if is_structured(original):
+        parts = components(original)
+        return FeatureLayout([p.name for p in parts], parts)
+    return FeatureLayout(default_feature_names(observation_space.shape))
+
+
 @dataclass
 class AttributionSummary:
     """One worker's summary of one (policy, target, method) attribution."""
@@ -44,15 +68,33 @@ class AttributionSummary:
     sum_abs: np.ndarray  # (F,) sums over samples of per-feature |attribution|
     histogram_values: np.ndarray  # a uniform sample of all attribution values
     histogram_weight: float  # how many values each sampled one stands for
+    map_observations: np.ndarray | None = None  # image observations: a few samples ...
+    map_values: np.ndarray | None = None  # ... and their attribution maps (float16)
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.policy_id, self.target, self.method
 
 
-def summarize(attribution: Attribution, policy_id: str, rng: np.random.Generator) -> AttributionSummary:
+def summarize(
+    attribution: Attribution,
+    policy_id: str,
+    rng: np.random.Generator,
+    parts: Sequence[Component] | None = None,
+    max_images: int = 0,
+) -> AttributionSummary:
+    """Reduce one attribution to what the driver needs. ``parts``: the components of a
+    structured (Dict/Tuple/Discrete) observation; ``max_images``: maps kept for images."""
     finite_rows = np.isfinite(attribution.target_values)
     values = attribution.values[finite_rows]
+    observations = attribution.observations[finite_rows]
+    if parts:
+        magnitudes = component_values(values, observations, list(parts), absolute=True)
+    else:
+        magnitudes = feature_magnitudes(values)
+    maps = None, None
+    if values.ndim == 4 and max_images:
+        maps = observations[:max_images], values[:max_images].astype(np.float16)
     flat = values.reshape(-1)
     sample = flat if len(flat) <= HISTOGRAM_SAMPLE else rng.choice(flat, HISTOGRAM_SAMPLE, replace=False)
     return AttributionSummary(
@@ -60,9 +102,11 @@ def summarize(attribution: Attribution, policy_id: str, rng: np.random.Generator
         target=attribution.target,
         method=attribution.method,
         count=int(len(values)),
-        sum_abs=feature_magnitudes(values).sum(axis=0, dtype=np.float64),
+        sum_abs=magnitudes.sum(axis=0, dtype=np.float64),
         histogram_values=sample.astype(np.float32),
         histogram_weight=len(flat) / max(len(sample), 1),
+        map_observations=maps[0],
+        map_values=maps[1],
     )
 
 
@@ -77,13 +121,15 @@ class MergedSummary:
     mean_abs: np.ndarray
     histogram_values: np.ndarray
     histogram_weights: np.ndarray
+    map_observations: np.ndarray | None = None
+    map_values: np.ndarray | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.policy_id, self.target, self.method
 
 
-def merge(summaries: Sequence[AttributionSummary]) -> list[MergedSummary]:
+def merge(summaries: Sequence[AttributionSummary], max_images: int = 0) -> list[MergedSummary]:
     """Merge summaries by (policy, target, method), in first-seen order."""
     groups: dict[tuple[str, str, str], list[AttributionSummary]] = {}
     for summary in summaries:
@@ -93,6 +139,13 @@ def merge(summaries: Sequence[AttributionSummary]) -> list[MergedSummary]:
         count = sum(s.count for s in group)
         if count == 0:
             continue
+        with_maps = [s for s in group if s.map_values is not None and len(s.map_values)]
+        maps = None, None
+        if with_maps and max_images:
+            maps = (
+                np.concatenate([s.map_observations for s in with_maps])[:max_images],
+                np.concatenate([s.map_values for s in with_maps])[:max_images].astype(np.float32),
+            )
         merged.append(
             MergedSummary(
                 policy_id=policy_id,
@@ -104,6 +157,8 @@ def merge(summaries: Sequence[AttributionSummary]) -> list[MergedSummary]:
                 histogram_weights=np.concatenate(
                     [np.full(len(s.histogram_values), s.histogram_weight) for s in group]
                 ),
+                map_observations=maps[0],
+                map_values=maps[1],
             )
         )
     return merged

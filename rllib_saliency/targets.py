@@ -24,11 +24,17 @@ TargetKind = Literal["greedy_logit", "dist_input", "logp", "value"]
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """A parsed target name. ``column`` is set for ``dist_input``."""
+    """A parsed target name.
+
+    ``dist_input``: column ``column`` of the model output. ``greedy_logit``: the
+    largest of the ``size`` logits starting at ``column`` (a Discrete action, or
+    one sub-action of a MultiDiscrete one).
+    """
 
     name: str
     kind: TargetKind
     column: int | None = None
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -55,15 +61,31 @@ class ResolvedTarget:
 
 
 def action_dimensions(action_space: gym.Space) -> int:
-    """How many ``action_K`` targets the action space has (logits or Gaussian means)."""
+    """How many ``action_K`` targets the action space has: logits (Discrete),
+    Gaussian means (Box) or sub-actions (MultiDiscrete)."""
     if isinstance(action_space, gym.spaces.Discrete):
         return int(action_space.n)
     if isinstance(action_space, gym.spaces.Box):
         return int(np.prod(action_space.shape))
+    if isinstance(action_space, gym.spaces.MultiDiscrete):
+        return int(np.asarray(action_space.nvec).size)
     raise ValueError(
-        f"target 'action'/'action_K' supports Discrete and Box action spaces, "
+        f"target 'action'/'action_K' supports Discrete, MultiDiscrete and Box action spaces, "
         f"not {action_space}; use target='logp' or target='value' for this policy."
     )
+
+
+def action_targets(action_space: gym.Space) -> list[str]:
+    """What ``"action"`` expands to in the training callback: every Box dimension and
+    every MultiDiscrete sub-action gets its own target; Discrete keeps ``"action"``."""
+    if isinstance(action_space, (gym.spaces.Box, gym.spaces.MultiDiscrete)):
+        return [f"action_{k}" for k in range(action_dimensions(action_space))]
+    return ["action"]
+
+
+def _sub_action(action_space: gym.spaces.MultiDiscrete, k: int, name: str) -> TargetSpec:
+    sizes = np.asarray(action_space.nvec).reshape(-1)
+    return TargetSpec(name, "greedy_logit", int(sizes[:k].sum()), int(sizes[k]))
 
 
 def parse_target(name: str, action_space: gym.Space) -> TargetSpec:
@@ -76,7 +98,9 @@ def parse_target(name: str, action_space: gym.Space) -> TargetSpec:
         return TargetSpec(name, "value")
     if name == "action":
         if isinstance(action_space, gym.spaces.Discrete):
-            return TargetSpec(name, "greedy_logit")
+            return TargetSpec(name, "greedy_logit", 0, int(action_space.n))
+        if isinstance(action_space, gym.spaces.MultiDiscrete):
+            return _sub_action(action_space, 0, name)
         action_dimensions(action_space)  # raises for unsupported spaces
         return TargetSpec(name, "dist_input", 0)
     match = re.fullmatch(r"action_(\d+)", name)
@@ -88,6 +112,8 @@ def parse_target(name: str, action_space: gym.Space) -> TargetSpec:
                 f"target {name!r} is out of range: action space {action_space} has "
                 f"{size} action dimensions, so valid targets are action_0 .. action_{size - 1}."
             )
+        if isinstance(action_space, gym.spaces.MultiDiscrete):
+            return _sub_action(action_space, column, name)
         return TargetSpec(name, "dist_input", column)
     raise ValueError(
         f"unknown target {name!r}; valid targets are 'action', 'action_K' "
@@ -113,7 +139,10 @@ def resolve_target(
     :func:`needs_forward` says so.
     """
     if spec.kind == "greedy_logit":
-        return ResolvedTarget("dist_input", columns=np.argmax(dist_inputs, axis=1).astype(np.int32))
+        logits = dist_inputs[:, spec.column : spec.column + spec.size]
+        return ResolvedTarget(
+            "dist_input", columns=(spec.column + np.argmax(logits, axis=1)).astype(np.int32)
+        )
     if spec.kind == "dist_input":
         return ResolvedTarget("dist_input", columns=np.full(n, spec.column, dtype=np.int32))
     if spec.kind == "logp":

@@ -36,9 +36,19 @@ def test_logp_defaults_to_the_greedy_action():
         ("action_3", DISCRETE, "out of range.*action_0 .. action_2"),
         ("action_2", BOX, "out of range.*action_0 .. action_1"),
         ("actions", DISCRETE, "unknown target 'actions'"),
-        ("action", gym.spaces.MultiBinary(3), "supports Discrete and Box"),
+        ("action", gym.spaces.MultiBinary(3), "supports Discrete, MultiDiscrete and Box"),
+        ("action_2", gym.spaces.MultiDiscrete([3, 2]), "out of range.*action_0 .. action_1"),
     ],
 )
 def test_bad_targets(name, space, message):
     with pytest.raises(ValueError, match=message):
         parse_target(name, space)
+
+
+def test_multi_discrete_sub_actions_use_their_own_logits():
+    space = gym.spaces.MultiDiscrete([3, 2])
+    logits = np.array([[0.0, 5.0, 1.0, 2.0, 9.0], [3.0, 0.0, 1.0, 8.0, 0.0]], np.float32)
+    first = resolve_target(parse_target("action", space), 2, logits, None, None)
+    np.testing.assert_array_equal(first.columns, [1, 0])
+    second = resolve_target(parse_target("action_1", space), 2, logits, None, None)
+    np.testing.assert_array_equal(second.columns, [4, 3])  # offset 3 + argmax within [3, 5)
