@@ -23,6 +23,7 @@ the first traceback of each kind, then counts.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import math
@@ -37,11 +38,11 @@ from typing import Any
 import numpy as np
 from ray.rllib.algorithms.callbacks import DefaultCallbacks
 
-from rllib_saliency.backends import policy_mode
+from rllib_saliency.backends import check_supported, policy_mode
 from rllib_saliency.engine import explain
 from rllib_saliency.methods import METHODS
 from rllib_saliency.methods.base import fill_defaults
-from rllib_saliency.sampler import ReservoirSampler
+from rllib_saliency.sampler import ReservoirSampler, per_step_states
 from rllib_saliency.summaries import (
     AttributionSummary,
     MergedSummary,
@@ -50,12 +51,17 @@ from rllib_saliency.summaries import (
     summarize,
 )
 from rllib_saliency.targets import action_targets
+from rllib_saliency.trust import deletion_auc, randomization_rank_corr, rank_agreement
+from rllib_saliency.trust.completeness import completeness_sums
 
 logger = logging.getLogger("rllib_saliency")
 
 TARGET_PATTERN = re.compile(r"action|action_\d+|logp|value")
 HISTORY_FILE = "saliency_history.json"
 RESULT_KEY = "saliency"
+TRUST_METRICS = ("completeness", "deletion", "agreement", "randomization")
+# Randomisation recomputes every map on a second model (doubling the cost): opt in.
+DEFAULT_TRUST_METRICS = ("completeness", "deletion", "agreement")
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -95,6 +101,7 @@ class SaliencySettings:
     max_images: int = 4
     image_every: int = 10
     frame_maps: bool = False
+    trust_metrics: tuple[str, ...] = DEFAULT_TRUST_METRICS
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -142,6 +149,8 @@ class SaliencySettings:
             raise ValueError(
                 f"SaliencyCallbacks.configure: 'max_images' must be an integer >= 0; got {self.max_images!r}."
             )
+        if self.trust_metrics != ():
+            set_("trust_metrics", _names("trust_metrics", self.trust_metrics, TRUST_METRICS))
         if not isinstance(self.frame_maps, bool):
             raise ValueError(
                 f"SaliencyCallbacks.configure: 'frame_maps' must be True or False; got {self.frame_maps!r}."
@@ -162,17 +171,45 @@ class ErrorLog:
     def total(self) -> int:
         return sum(self.counts.values())
 
-    def record(self, stage: str, kind: str, details: str) -> None:
+    def record(self, stage: str, kind: str, details: str, times: int = 1) -> None:
         key = (stage, kind)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        count = self.counts[key]
-        if count == 1:
+        before = self.counts.get(key, 0)
+        self.counts[key] = count = before + times
+        if before == 0:
             logger.error("rllib_saliency: %s failed; training goes on without it.\n%s", stage, details)
-        elif count % self.REPEAT_EVERY == 0:
+        elif count // self.REPEAT_EVERY > before // self.REPEAT_EVERY:
             logger.error("rllib_saliency: %s has failed %d times (%s); training goes on.", stage, count, kind)
 
     def exception(self, stage: str, error: BaseException) -> None:
         self.record(stage, type(error).__name__, "".join(traceback.format_exception(error)))
+
+
+class PendingErrors:
+    """Env-runner side: errors kept as data until the driver's next request, which logs them.
+
+    (An env runner's own log is easy to miss, and an exception raised on it would
+    take it down.)"""
+
+    def __init__(self) -> None:
+        self._pending: dict[tuple[str, str], list] = {}
+
+    def add(self, stage: str, kind: str, details: str) -> None:
+        entry = self._pending.setdefault((stage, kind), [0, details])
+        entry[0] += 1
+
+    def exception(self, stage: str, error: BaseException) -> None:
+        self.add(stage, type(error).__name__, "".join(traceback.format_exception(error)))
+
+    def take(self) -> list[tuple[str, str, str, int]]:
+        taken = [(stage, kind, details, count) for (stage, kind), (count, details) in self._pending.items()]
+        self._pending.clear()
+        return taken
+
+
+def _mean_sums(values: np.ndarray) -> tuple[float, float]:
+    """(sum, count) of the finite values: a mean that merges exactly across workers."""
+    finite = np.isfinite(values)
+    return float(values[finite].sum()), float(finite.sum())
 
 
 def _weights_fingerprint(policy: Any) -> float:
@@ -214,10 +251,10 @@ def compute_on_env_runner(worker: Any) -> dict[str, Any]:
     try:
         callbacks = _saliency_callbacks(worker.callbacks)
         if callbacks is None:
-            return {"summaries": [], "errors": [("compute", "NoCallbacks", "SaliencyCallbacks not found")]}
+            return {"summaries": [], "errors": [("compute", "NoCallbacks", "SaliencyCallbacks not found", 1)]}
         return callbacks.compute_summaries(worker)
     except BaseException as error:  # noqa: BLE001 - must not take the env runner down
-        return {"summaries": [], "errors": [("compute", type(error).__name__, traceback.format_exc())]}
+        return {"summaries": [], "errors": [("compute", type(error).__name__, traceback.format_exc(), 1)]}
 
 
 class SaliencyCallbacks(DefaultCallbacks):
@@ -230,12 +267,14 @@ class SaliencyCallbacks(DefaultCallbacks):
     def __init__(self, settings: SaliencySettings | None = None) -> None:
         super().__init__()
         self.settings = settings or SaliencySettings()
-        self.errors = ErrorLog()
+        self.errors = ErrorLog()  # driver side
+        self.worker_errors = PendingErrors()  # env-runner side
         # Env-runner side.
         self._samplers: dict[str, ReservoirSampler] = {}
         self._policy_choice: dict[str, bool] = {}
         self._rng = np.random.default_rng(self.settings.seed)
         self.last_explained: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.last_states: dict[str, tuple[np.ndarray, ...]] = {}
         # Driver side.
         self._writer: Any = None
         self._config_written = False
@@ -257,6 +296,7 @@ class SaliencyCallbacks(DefaultCallbacks):
         max_images: int = 4,
         image_every: int = 10,
         frame_maps: bool = False,
+        trust_metrics: Sequence[str] = DEFAULT_TRUST_METRICS,
         seed: int = 0,
     ) -> functools.partial:
         """Validate options now and return a callable for ``AlgorithmConfig.callbacks``.
@@ -281,6 +321,8 @@ class SaliencyCallbacks(DefaultCallbacks):
                 many computations (rendering costs ~0.1 s per image).
             frame_maps: for image observations, also show each stacked frame
                 (channel) with its own map in the ``importance`` image.
+            trust_metrics: which of ``completeness``, ``deletion``, ``agreement``,
+                ``randomization`` to log with every map (``()`` for none).
             seed: seeds sampling and SmoothGrad noise.
         """
         settings = SaliencySettings(
@@ -297,6 +339,7 @@ class SaliencyCallbacks(DefaultCallbacks):
             max_images=max_images,
             image_every=image_every,
             frame_maps=frame_maps,
+            trust_metrics=tuple(trust_metrics) if not isinstance(trust_metrics, str) else trust_metrics,
             seed=seed,
         )
         return functools.partial(cls, settings=settings)
@@ -305,15 +348,22 @@ class SaliencyCallbacks(DefaultCallbacks):
 
     def _wants(self, worker: Any, policy_id: str) -> bool:
         if policy_id not in self._policy_choice:
-            listed = self.settings.policies is None or policy_id in self.settings.policies
-            supported = policy_mode(worker.policy_map[policy_id]) is not None
-            if listed and not supported:
+            policy = worker.policy_map[policy_id]
+            wanted = self.settings.policies is None or policy_id in self.settings.policies
+            if wanted and policy_mode(policy) is None:
                 logger.warning(
                     "rllib_saliency: policy %r is not an old-API-stack TensorFlow policy (%s); skipped.",
                     policy_id,
-                    type(worker.policy_map[policy_id]).__name__,
+                    type(policy).__name__,
                 )
-            self._policy_choice[policy_id] = listed and supported
+                wanted = False
+            if wanted:
+                try:
+                    check_supported(policy)
+                except TypeError as error:  # a TF policy whose model the engine cannot handle
+                    self.worker_errors.exception(f"policy {policy_id}", error)
+                    wanted = False
+            self._policy_choice[policy_id] = wanted
         return self._policy_choice[policy_id]
 
     def on_sample_end(self, *, worker: Any = None, samples: Any = None, **kwargs: Any) -> None:
@@ -324,9 +374,10 @@ class SaliencyCallbacks(DefaultCallbacks):
                 if policy_id not in self._samplers:
                     seed = self.settings.seed + hash((policy_id, os.getpid())) % 10_000
                     self._samplers[policy_id] = ReservoirSampler(self.settings.num_samples, seed)
-                self._samplers[policy_id].add(batch["obs"], batch["actions"])
+                extras = per_step_states(batch) if worker.policy_map[policy_id].is_recurrent() else ()
+                self._samplers[policy_id].add(batch["obs"], batch["actions"], extras)
         except Exception as error:  # noqa: BLE001 - sampling must go on
-            self.errors.exception("sampling", error)
+            self.worker_errors.exception("sampling", error)
 
     def _targets_for(self, policy: Any) -> list[str]:
         targets = []
@@ -337,7 +388,7 @@ class SaliencyCallbacks(DefaultCallbacks):
     def compute_summaries(self, worker: Any) -> dict[str, Any]:
         """Explain this worker's reservoirs with its own policies; compact summaries only."""
         summaries: list[AttributionSummary] = []
-        errors: list[tuple[str, str, str]] = []
+        errors: list[tuple[str, str, str, int]] = self.worker_errors.take()
         fingerprints: dict[str, float] = {}
         skipped: dict[str, int] = {}
         for policy_id, sampler in self._samplers.items():
@@ -345,18 +396,21 @@ class SaliencyCallbacks(DefaultCallbacks):
             sample = sampler.drain()
             if sample is None:
                 continue
-            obs, actions = sample
+            obs, actions, states = sample
             self.last_explained[policy_id] = (obs, actions)
+            self.last_states[policy_id] = states
             try:
                 policy = worker.policy_map[policy_id]
                 fingerprints[policy_id] = _weights_fingerprint(policy)
                 targets = self._targets_for(policy)
                 layout = feature_layout(policy.observation_space)
             except Exception:  # noqa: BLE001
-                errors.append((f"policy {policy_id}", "PolicyError", traceback.format_exc()))
+                errors.append((f"policy {policy_id}", "PolicyError", traceback.format_exc(), 1))
                 continue
             for target in targets:
+                attributions = {}
                 for method in self.settings.methods:
+                    stage = f"explain {policy_id}/{target}/{method}"
                     try:
                         attribution = explain(
                             policy,
@@ -364,22 +418,39 @@ class SaliencyCallbacks(DefaultCallbacks):
                             method,
                             target,
                             actions=actions if target == "logp" else None,
+                            state=states or None,
                             **self._method_options(method),
                         )
-                        summaries.append(
-                            summarize(
-                                attribution, policy_id, self._rng, layout.parts, self.settings.max_images
-                            )
+                        summary = summarize(
+                            attribution, policy_id, self._rng, layout.parts, self.settings.max_images
                         )
+                        summary.trust = self._trust_sums(policy, attribution)
+                        summaries.append(summary)
+                        attributions[method] = (attribution, summary)
                     except Exception as error:  # noqa: BLE001 - one bad pair must not stop the rest
-                        errors.append(
-                            (
-                                f"explain {policy_id}/{target}/{method}",
-                                type(error).__name__,
-                                traceback.format_exc(),
-                            )
-                        )
+                        errors.append((stage, type(error).__name__, traceback.format_exc(), 1))
+                if "agreement" in self.settings.trust_metrics:
+                    for (a, (first, summary)), (b, (second, _)) in itertools.combinations(
+                        attributions.items(), 2
+                    ):
+                        summary.trust[f"agreement/{a}__{b}"] = _mean_sums(rank_agreement(first, second))
         return {"summaries": summaries, "errors": errors, "fingerprints": fingerprints, "skipped": skipped}
+
+    def _trust_sums(self, policy: Any, attribution: Any) -> dict[str, tuple[float, float]]:
+        """Trust metrics of one attribution as (numerator, denominator) sums, which merge
+        exactly across env runners; a failing metric is reported, the others still run."""
+        metrics = self.settings.trust_metrics
+        sums: dict[str, tuple[float, float]] = {}
+        if "completeness" in metrics and attribution.delta is not None:
+            sums["completeness_error"] = completeness_sums(attribution)
+        if "deletion" in metrics:
+            by_map, by_chance = deletion_auc(policy, attribution, seed=self.settings.seed)
+            sums["deletion_auc"] = _mean_sums(by_map)
+            sums["deletion_auc_random"] = _mean_sums(by_chance)
+        if "randomization" in metrics:
+            corr = randomization_rank_corr(policy, attribution, seed=self.settings.seed)
+            sums["randomization_rank_corr"] = _mean_sums(corr)
+        return sums
 
     def _method_options(self, method: str) -> dict[str, Any]:
         options = dict(self.settings.method_options.get(method, {}))
@@ -403,6 +474,9 @@ class SaliencyCallbacks(DefaultCallbacks):
             names = {s.key: self._names_for(algorithm, s) for s in merged}
             shares = {s.key: self._shares(algorithm, s) for s in merged}
             result[RESULT_KEY] = self._result_scalars(merged, names)
+            for summary in merged:
+                for tag, value in self._trust_tags(summary).items():
+                    result[RESULT_KEY][tag] = np.longdouble(value)
             for (policy_id, target, method), by_key in shares.items():
                 for key, share in by_key.items():
                     result[RESULT_KEY][f"{policy_id}/{target}/{method}/share/{key}"] = np.longdouble(share)
@@ -423,8 +497,8 @@ class SaliencyCallbacks(DefaultCallbacks):
     def _merge_reports(self, algorithm: Any, reports: list[dict[str, Any]]) -> list[MergedSummary]:
         summaries = []
         for report in reports:
-            for stage, kind, details in report.get("errors", []):
-                self.errors.record(stage, kind, details)
+            for stage, kind, details, times in report.get("errors", []):
+                self.errors.record(stage, kind, details, times)
             for policy_id, fingerprint in report.get("fingerprints", {}).items():
                 self._check_weights(algorithm, policy_id, fingerprint)
             summaries += report.get("summaries", [])
@@ -470,6 +544,17 @@ class SaliencyCallbacks(DefaultCallbacks):
             shares[key] = shares.get(key, 0.0) + float(value) / total
         return shares
 
+    @staticmethod
+    def _trust_tags(summary: MergedSummary) -> dict[str, float]:
+        """Trust metrics by tag (without the ``saliency/`` prefix)."""
+        base = f"{summary.policy_id}/{summary.target}"
+        return {
+            (
+                f"{base}/{name}" if name.startswith("agreement/") else f"{base}/{summary.method}/trust/{name}"
+            ): value
+            for name, value in summary.trust.items()
+        }
+
     def _result_scalars(self, merged: list[MergedSummary], names: dict[tuple, list[str]]) -> dict[str, Any]:
         # np.longdouble: Tune's TensorBoard logger writes only int/float/float32/float64
         # scalars and skips other types, while its CSV/JSON/MLflow/W&B loggers take any
@@ -507,6 +592,7 @@ class SaliencyCallbacks(DefaultCallbacks):
                 zip([f"{prefix}/mean_abs/{n}" for n in feature_names], summary.mean_abs, strict=True)
             )
             scalars.update({f"{prefix}/share/{key}": v for key, v in shares[summary.key].items()})
+            scalars.update({f"{RESULT_KEY}/{tag}": v for tag, v in self._trust_tags(summary).items()})
             writer.scalars(scalars, step)
             writer.histogram(
                 f"{prefix}/distribution", summary.histogram_values, summary.histogram_weights, step

@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from rllib_saliency.backends import TargetFunction, backend_for
+from rllib_saliency.backends import Backend, TargetFunction, backend_for
 from rllib_saliency.methods import BatchContext, get_method
 from rllib_saliency.structure import is_structured, original_space, unflatten
-from rllib_saliency.targets import needs_forward, parse_target, resolve_target
+from rllib_saliency.targets import ResolvedTarget, needs_forward, parse_target, resolve_target
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,10 @@ class Attribution:
     delta: np.ndarray | None = None
     options: dict[str, Any] = field(default_factory=dict)
     structured: Any = None
+    # What was explained, for re-evaluating the same target (trust metrics): the
+    # per-sample choices of the finite rows, and which rows those are.
+    resolved: ResolvedTarget | None = field(default=None, repr=False)
+    finite: np.ndarray | None = field(default=None, repr=False)
 
 
 def _check_observations(obs: Any, obs_shape: tuple[int, ...]) -> np.ndarray:
@@ -66,6 +70,24 @@ def _check_actions(actions: Any, action_space: Any, n: int) -> np.ndarray:
     return array.astype(action_space.dtype)
 
 
+def _check_states(policy: Any, state: Any, n: int) -> tuple[np.ndarray, ...]:
+    """Per-sample recurrent states: given, or the policy's initial state for every sample."""
+    initial = [np.asarray(s, np.float32) for s in policy.get_initial_state()]
+    if state is None:
+        return tuple(np.repeat(s[None], n, axis=0) for s in initial)
+    if not initial:
+        raise ValueError("state is only for recurrent policies (e.g. use_lstm=True); this policy has none.")
+    expected = [(n, *s.shape) for s in initial]
+    arrays = [np.asarray(s, np.float32) for s in state]
+    if [a.shape for a in arrays] != expected:
+        raise ValueError(
+            f"state must be a list of {len(expected)} arrays of shapes {expected} (the recurrent state "
+            f"each observation's step was taken in, e.g. the batch's state_in_* per step); "
+            f"got shapes {[a.shape for a in arrays]}."
+        )
+    return tuple(arrays)
+
+
 def _batch_context(obs: np.ndarray, seed: int) -> BatchContext:
     if len(obs):
         return BatchContext(obs.min(axis=0), obs.max(axis=0), obs.mean(axis=0), np.random.default_rng(seed))
@@ -82,6 +104,9 @@ def explain(
     actions: Any = None,
     batch_size: int = 1024,
     structured: bool = False,
+    state: Any = None,
+    backend: Backend | None = None,
+    resolved_target: ResolvedTarget | None = None,
     **method_options: Any,
 ) -> Attribution:
     """Attribute a policy output to the observation features, batch-wise.
@@ -97,12 +122,19 @@ def explain(
         batch_size: most observations sent through the model at once.
         structured: also return the attributions in the original observation
             structure (``Attribution.structured``) for Dict/Tuple/Discrete spaces.
+        state: recurrent (LSTM) policies only: the state each observation's step
+            was taken in, one ``(N, ...)`` array per state input (default: the
+            initial state). Attributions are one-step saliency given that state.
+        backend: advanced: run on this backend instead of the policy's own (e.g. a
+            model with re-initialised weights for the randomisation check).
+        resolved_target: advanced: explain exactly the per-sample choices of an
+            earlier attribution of the same observations (``attribution.resolved``).
         **method_options: options of the method (e.g. ``steps=32`` for IG).
 
     In graph mode no op is ever added to the policy's graph; in eager mode
     the compiled functions are traced once per target kind.
     """
-    backend = backend_for(policy)
+    backend = backend or backend_for(policy)
     attribution_method = get_method(method)
     obs_shape = tuple(policy.observation_space.shape)
     options = attribution_method.check_options(method_options, obs_shape)
@@ -113,6 +145,7 @@ def explain(
     n = len(observations)
     if actions is not None:
         actions = _check_actions(actions, policy.action_space, n)
+    states = _check_states(policy, state, n)
 
     # Non-finite rows are left out of every computation (and of batch
     # statistics), so they cannot poison the others; their results are NaN.
@@ -123,12 +156,19 @@ def explain(
     backend.sync_weights()
     if actions is not None:
         actions = actions[finite]
+    states = tuple(s[finite] for s in states)
     dist_inputs = greedy = None
-    if needs_forward(spec, actions) and len(rows):
-        outputs = [backend.forward(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
+    if resolved_target is not None:
+        if resolved_target.kind != ("dist_input" if spec.kind == "greedy_logit" else spec.kind):
+            raise ValueError(f"resolved_target is of kind {resolved_target.kind!r}, not target {target!r}.")
+    elif needs_forward(spec, actions) and len(rows):
+        outputs = [
+            backend.forward(rows[i : i + batch_size], tuple(s[i : i + batch_size] for s in states))
+            for i in range(0, len(rows), batch_size)
+        ]
         dist_inputs = np.concatenate([o.dist_inputs for o in outputs])
         greedy = np.concatenate([o.greedy_actions for o in outputs])
-    resolved = resolve_target(spec, len(rows), dist_inputs, greedy, actions)
+    resolved = resolved_target or resolve_target(spec, len(rows), dist_inputs, greedy, actions, states)
 
     values = np.full(observations.shape, np.nan, np.float32)
     target_values = np.full(n, np.nan, np.float32)
@@ -168,4 +208,6 @@ def explain(
         observations=observations,
         delta=delta if has_delta else None,
         options=options,
+        resolved=resolved,
+        finite=finite,
     )

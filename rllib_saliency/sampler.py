@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 
@@ -18,26 +20,32 @@ class ReservoirSampler:
         self._rng = np.random.default_rng(seed)
         self._obs: np.ndarray | None = None
         self._actions: np.ndarray | None = None
+        self._extras: list[np.ndarray] = []
         self.seen = 0  # finite rows offered since the last drain
         self.skipped_nonfinite = 0  # since creation
 
     def __len__(self) -> int:
         return min(self.seen, self.capacity)
 
-    def add(self, obs: np.ndarray, actions: np.ndarray) -> None:
+    def add(self, obs: np.ndarray, actions: np.ndarray, extras: tuple[np.ndarray, ...] = ()) -> None:
+        """Offer rows; ``extras`` are more per-row arrays kept with them (e.g. recurrent states)."""
         obs = np.asarray(obs)
         actions = np.asarray(actions)
         finite = np.all(np.isfinite(obs.reshape(len(obs), -1)), axis=1)
         self.skipped_nonfinite += int(np.count_nonzero(~finite))
         obs, actions = obs[finite], actions[finite]
+        extras = tuple(np.asarray(e)[finite] for e in extras)
         if self._obs is None:
             self._obs = np.empty((self.capacity, *obs.shape[1:]), obs.dtype)
             self._actions = np.empty((self.capacity, *actions.shape[1:]), actions.dtype)
+            self._extras = [np.empty((self.capacity, *e.shape[1:]), e.dtype) for e in extras]
         # Fill the free slots first, then replace: row number t (0-based) is kept
         # with probability capacity / (t + 1), in a uniformly chosen slot.
         free = max(0, min(self.capacity - self.seen, len(obs)))
         self._obs[self.seen : self.seen + free] = obs[:free]
         self._actions[self.seen : self.seen + free] = actions[:free]
+        for kept, extra in zip(self._extras, extras, strict=True):
+            kept[self.seen : self.seen + free] = extra[:free]
         positions = self.seen + np.arange(free, len(obs))
         slots = (self._rng.random(len(positions)) * (positions + 1)).astype(np.int64)
         keep = slots < self.capacity
@@ -45,13 +53,44 @@ class ReservoirSampler:
         for row, slot in zip(np.flatnonzero(keep) + free, slots[keep], strict=True):
             self._obs[slot] = obs[row]
             self._actions[slot] = actions[row]
+            for kept, extra in zip(self._extras, extras, strict=True):
+                kept[slot] = extra[row]
         self.seen += len(obs)
 
-    def drain(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """The sample so far (copies), and start a new one; None when empty."""
+    def drain(self) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]] | None:
+        """``(obs, actions, extras)`` sampled so far (copies), and start anew; None when empty."""
         if not len(self):
             return None
         n = len(self)
-        sample = self._obs[:n].copy(), self._actions[:n].copy()
+        sample = self._obs[:n].copy(), self._actions[:n].copy(), tuple(e[:n].copy() for e in self._extras)
         self.seen = 0
         return sample
+
+
+def per_step_states(batch: Any) -> tuple[np.ndarray, ...]:
+    """The recurrent state each row's step was taken in, from an old-stack sample batch.
+
+    Batches keep ``state_in_k`` once per sequence (``seq_lens``) and
+    ``state_out_k`` per step: a sequence's first step starts from its
+    ``state_in``, every later step from the previous step's ``state_out``.
+    """
+    states = []
+    k = 0
+    while f"state_in_{k}" in batch:
+        state_in = np.asarray(batch[f"state_in_{k}"], np.float32)
+        state_out = np.asarray(batch[f"state_out_{k}"], np.float32)
+        seq_lens = np.asarray(batch["seq_lens"], np.int64)
+        if int(seq_lens.sum()) != len(state_out) or len(seq_lens) != len(state_in):
+            raise ValueError(
+                f"cannot align recurrent states: seq_lens sum to {int(seq_lens.sum())} for "
+                f"{len(state_out)} rows and {len(state_in)} sequences"
+            )
+        per_step = np.empty_like(state_out)
+        offset = 0
+        for index, length in enumerate(seq_lens):
+            per_step[offset] = state_in[index]
+            per_step[offset + 1 : offset + length] = state_out[offset : offset + length - 1]
+            offset += length
+        states.append(per_step)
+        k += 1
+    return tuple(states)

@@ -9,7 +9,7 @@ for the means and approximately (by weighted sample) for the histogram.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -70,6 +70,7 @@ class AttributionSummary:
     histogram_weight: float  # how many values each sampled one stands for
     map_observations: np.ndarray | None = None  # image observations: a few samples ...
     map_values: np.ndarray | None = None  # ... and their attribution maps (float16)
+    trust: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric: (numerator, denominator)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -123,10 +124,21 @@ class MergedSummary:
     histogram_weights: np.ndarray
     map_observations: np.ndarray | None = None
     map_values: np.ndarray | None = None
+    trust: dict[str, float] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.policy_id, self.target, self.method
+
+
+def _merge_trust(group: Sequence[AttributionSummary]) -> dict[str, float]:
+    totals: dict[str, list[float]] = {}
+    for summary in group:
+        for name, (numerator, denominator) in summary.trust.items():
+            total = totals.setdefault(name, [0.0, 0.0])
+            total[0] += numerator
+            total[1] += denominator
+    return {name: n / d for name, (n, d) in totals.items() if d > 0}
 
 
 def merge(summaries: Sequence[AttributionSummary], max_images: int = 0) -> list[MergedSummary]:
@@ -159,6 +171,7 @@ def merge(summaries: Sequence[AttributionSummary], max_images: int = 0) -> list[
                 ),
                 map_observations=maps[0],
                 map_values=maps[1],
+                trust=_merge_trust(group),
             )
         )
     return merged

@@ -45,11 +45,14 @@ class ResolvedTarget:
     (logit or Gaussian mean) explained for sample ``i``.
     kind ``logp``: ``actions[i]`` is the action whose log-probability is explained.
     kind ``value``: the value-function output; no per-sample choice.
+    ``states``: for recurrent models, the recurrent state each sample's step was
+    taken in (one array per state input); the target is conditioned on it.
     """
 
     kind: Literal["dist_input", "logp", "value"]
     columns: np.ndarray | None = None
     actions: np.ndarray | None = None
+    states: tuple[np.ndarray, ...] = ()
 
     def take(self, rows: np.ndarray | slice) -> ResolvedTarget:
         """The same target restricted to some rows of the batch."""
@@ -57,6 +60,7 @@ class ResolvedTarget:
             self.kind,
             None if self.columns is None else self.columns[rows],
             None if self.actions is None else self.actions[rows],
+            tuple(state[rows] for state in self.states),
         )
 
 
@@ -132,6 +136,7 @@ def resolve_target(
     dist_inputs: np.ndarray | None,
     greedy_actions: np.ndarray | None,
     actions: np.ndarray | None,
+    states: tuple[np.ndarray, ...] = (),
 ) -> ResolvedTarget:
     """Fix per-sample choices from the policy's outputs at the original observations.
 
@@ -140,11 +145,10 @@ def resolve_target(
     """
     if spec.kind == "greedy_logit":
         logits = dist_inputs[:, spec.column : spec.column + spec.size]
-        return ResolvedTarget(
-            "dist_input", columns=(spec.column + np.argmax(logits, axis=1)).astype(np.int32)
-        )
+        columns = (spec.column + np.argmax(logits, axis=1)).astype(np.int32)
+        return ResolvedTarget("dist_input", columns=columns, states=states)
     if spec.kind == "dist_input":
-        return ResolvedTarget("dist_input", columns=np.full(n, spec.column, dtype=np.int32))
+        return ResolvedTarget("dist_input", columns=np.full(n, spec.column, dtype=np.int32), states=states)
     if spec.kind == "logp":
-        return ResolvedTarget("logp", actions=greedy_actions if actions is None else actions)
-    return ResolvedTarget("value")
+        return ResolvedTarget("logp", actions=greedy_actions if actions is None else actions, states=states)
+    return ResolvedTarget("value", states=states)

@@ -79,6 +79,15 @@ def test_every_documented_tag_at_every_step(ray_cluster, tmp_path, num_env_runne
                 np.testing.assert_allclose(
                     last, expected_mean_abs(algo, "default_policy", target, method), rtol=1e-4
                 )
+            # Trust metrics beside every map.
+            trust = f"saliency/default_policy/{target}"
+            completeness = scalars(events, f"{trust}/integrated_gradients/trust/completeness_error")
+            assert sorted(completeness) == steps and max(completeness.values()) < 0.01
+            for method in METHODS:
+                for metric in ("deletion_auc", "deletion_auc_random"):
+                    assert sorted(scalars(events, f"{trust}/{method}/trust/{metric}")) == steps
+            agreement = scalars(events, f"{trust}/agreement/gradient__integrated_gradients")
+            assert sorted(agreement) == steps and all(-1 <= v <= 1 for v in agreement.values())
         assert "saliency/config" in tags["tensors"]
         assert "errors" not in results[-1]["saliency"]  # includes the weight-sync check on remote runners
     finally:
@@ -120,7 +129,11 @@ def test_box_actions_log_every_action_dimension_and_feature_names(ray_cluster, t
     names = ["cos_theta", "sin_theta", "theta_dot"]
     config = ppo_config("Pendulum-v1").callbacks(
         SaliencyCallbacks.configure(
-            methods=("gradient",), targets=("action", "logp"), feature_names=names, logdir=str(tmp_path)
+            methods=("gradient",),
+            targets=("action", "logp"),
+            feature_names=names,
+            trust_metrics=("randomization",),
+            logdir=str(tmp_path),
         )
     )
     algo = config.build_algo()
@@ -132,6 +145,11 @@ def test_box_actions_log_every_action_dimension_and_feature_names(ray_cluster, t
             for name in names:
                 assert f"saliency/default_policy/{target}/gradient/mean_abs/{name}" in scalar_tags
         assert "errors" not in result["saliency"]
+        randomization = scalars(
+            events, "saliency/default_policy/action_0/gradient/trust/randomization_rank_corr"
+        )
+        assert -1 <= randomization[result["timesteps_total"]] < 0.95
+        assert not [t for t in scalar_tags if "deletion_auc" in t]  # only the metrics asked for
         # logp explains the log-probability of the actions the runner actually took.
         obs, actions = explained_samples(algo)[0]["default_policy"]
         attribution = explain(algo.get_policy(), obs, "gradient", "logp", actions=actions)

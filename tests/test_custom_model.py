@@ -14,8 +14,10 @@ from rllib_saliency import explain
 class SquaredFeaturesModel(TFModelV2):
     """logits = W·[x, x²] + b (a closed form to check gradients against); value = v·x."""
 
-    def __init__(self, obs_space, action_space, num_outputs, model_config, name):
+    def __init__(self, obs_space, action_space, num_outputs, model_config, name, value_bias=0.0):
         super().__init__(obs_space, action_space, num_outputs, model_config, name)
+        # A custom kwarg (from custom_model_config): the replica must be built with it too.
+        self.value_bias = value_bias
         inputs = tf.keras.layers.Input(shape=obs_space.shape, name="observations")
         features = tf.keras.layers.Concatenate()([inputs, tf.keras.layers.Lambda(tf.square)(inputs)])
         logits = tf.keras.layers.Dense(num_outputs, name="logits")(features)
@@ -27,7 +29,7 @@ class SquaredFeaturesModel(TFModelV2):
         return logits, state
 
     def value_function(self):
-        return tf.reshape(self._value, [-1])
+        return tf.reshape(self._value, [-1]) + self.value_bias
 
 
 def model_weight(policy, suffix: str) -> np.ndarray:
@@ -39,7 +41,9 @@ def model_weight(policy, suffix: str) -> np.ndarray:
 
 def test_custom_model_gradient_has_the_closed_form(ray_cluster):
     ModelCatalog.register_custom_model("squared_features", SquaredFeaturesModel)
-    config = ppo_config(lr=0.0, model={"custom_model": "squared_features"})
+    config = ppo_config(
+        lr=0.0, model={"custom_model": "squared_features", "custom_model_config": {"value_bias": 3.5}}
+    )
     algo = config.build_algo()
     try:
         algo.train()
@@ -59,6 +63,10 @@ def test_custom_model_gradient_has_the_closed_form(ray_cluster):
             np.broadcast_to(value_kernel[:, 0], obs.shape),
             atol=1e-6,
         )
+        # The kwarg reached the replica: the value matches the policy's own, bias included.
+        _, _, extra = policy.compute_actions(obs, explore=False)
+        values = explain(policy, obs, "gradient", "value").target_values
+        np.testing.assert_allclose(values, extra["vf_preds"], atol=1e-5)
         # IG of the linear value head is exact: (x - 0) * v, delta 0.
         ig = explain(policy, obs, "integrated_gradients", "value")
         np.testing.assert_allclose(ig.values, obs * value_kernel[:, 0], atol=1e-5)

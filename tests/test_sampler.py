@@ -12,7 +12,7 @@ def test_memory_is_bounded_whatever_the_batch_sizes():
     for size in (3, 1000, 1, 57):
         sampler.add(np.arange(size, dtype=np.float32)[:, None], np.zeros(size))
         assert len(sampler) <= 10 and sampler._obs.shape[0] == 10
-    obs, actions = sampler.drain()
+    obs, actions, _ = sampler.drain()
     assert obs.shape == (10, 1) and actions.shape == (10,)
     assert sampler.drain() is None
 
@@ -26,7 +26,7 @@ def test_sample_is_uniform_across_batches():
         for size in (5, 120, 1, 74):
             sampler.add(np.arange(start, start + size, dtype=np.float32)[:, None], np.zeros(size))
             start += size
-        obs, _ = sampler.drain()
+        obs, _, _ = sampler.drain()
         assert len(np.unique(obs)) == 10  # no row twice
         counts[obs[:, 0].astype(int)] += 1
     expected = 2000 * 10 / 200  # 100 per row; binomial sd ≈ 9.7
@@ -40,7 +40,8 @@ def test_actions_stay_with_their_observations_and_nonfinite_rows_are_skipped():
     obs = np.arange(100, dtype=np.float32).reshape(50, 2)
     obs[[3, 9], 1] = np.nan
     obs[4, 0] = np.inf
-    sampler.add(obs, np.arange(50) * 10)
-    sample_obs, sample_actions = sampler.drain()
+    sampler.add(obs, np.arange(50) * 10, extras=(np.arange(50) * 100,))
+    sample_obs, sample_actions, (sample_extra,) = sampler.drain()
     assert sampler.skipped_nonfinite == 3 and len(sample_obs) == 47
     np.testing.assert_array_equal(sample_actions, sample_obs[:, 0] / 2 * 10)
+    np.testing.assert_array_equal(sample_extra, sample_obs[:, 0] / 2 * 100)

@@ -7,7 +7,15 @@ from typing import Any
 
 from rllib_saliency.backends.base import Backend, ModelOutputs, TargetFunction
 
-__all__ = ["Backend", "ModelOutputs", "TargetFunction", "backend_for", "policy_id_of", "policy_mode"]
+__all__ = [
+    "Backend",
+    "ModelOutputs",
+    "TargetFunction",
+    "backend_for",
+    "check_supported",
+    "policy_id_of",
+    "policy_mode",
+]
 
 SUPPORTED = (
     "RLlib old-API-stack TensorFlow policies: framework 'tf' (graph + session, "
@@ -37,8 +45,8 @@ def policy_mode(policy: Any) -> str | None:
     return None
 
 
-def backend_for(policy: Any) -> Backend:
-    """The cached backend for ``policy``; TypeError for anything but a TF policy."""
+def check_supported(policy: Any) -> str:
+    """The policy's mode (``"graph"``/``"eager"``); TypeError saying why it is not supported."""
     mode = policy_mode(policy)
     if mode is None:
         framework = getattr(policy, "framework", None)
@@ -49,11 +57,17 @@ def backend_for(policy: Any) -> Backend:
             "old API stack: config.api_stack(enable_rl_module_and_learner=False, "
             "enable_env_runner_and_connector_v2=False)."
         )
-    if policy.is_recurrent():
+    if policy.config.get("model", {}).get("use_attention"):
         raise TypeError(
-            f"policy {policy_id_of(policy)!r} has a recurrent model (LSTM/attention); "
-            "explain() supports feed-forward models only for now."
+            f"policy {policy_id_of(policy)!r} uses RLlib's attention net (use_attention=True), whose "
+            "memory inputs explain() does not support; feed-forward and LSTM models are supported."
         )
+    return mode
+
+
+def backend_for(policy: Any) -> Backend:
+    """The cached backend for ``policy``; TypeError for anything but a supported TF policy."""
+    mode = check_supported(policy)
     backend = _backends.get(policy)
     if backend is None:
         if mode == "graph":

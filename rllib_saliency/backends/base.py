@@ -30,13 +30,14 @@ class Backend(Protocol):
     def sync_weights(self) -> None:
         """Make the next computations use the policy's current weights."""
 
-    def forward(self, obs: np.ndarray) -> ModelOutputs:
-        """The model output and greedy actions at ``obs``."""
+    def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
+        """The model output and greedy actions at ``obs`` (recurrent models: in ``states``)."""
 
     def evaluate(
         self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Target values ``(N,)`` and, if asked, their gradient ``(N, *obs_shape)``."""
+        """Target values ``(N,)`` and, if asked, their gradient ``(N, *obs_shape)``.
+        Recurrent models take their per-sample state from ``target.states``."""
 
 
 class TargetFunction:

@@ -34,8 +34,14 @@ class TFGraphBackend:
         self._session = tf1.Session(graph=self._graph)
         self._targets: dict[str, tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]] = {}
         self._synced_weights: list[np.ndarray] | None = None
+        self._fixed_weights = False
         with self._graph.as_default():
             self.obs = tf1.placeholder(tf.float32, (None, *policy.observation_space.shape), name="obs")
+            # Recurrent models: one step per sample, from the state fed for that sample.
+            self._state_inputs = [
+                tf1.placeholder(tf.float32, (None, *np.shape(s)), name=f"state_in_{i}")
+                for i, s in enumerate(policy.get_initial_state())
+            ]
             self._model = ModelCatalog.get_model_v2(
                 policy.observation_space,
                 policy.action_space,
@@ -44,7 +50,10 @@ class TFGraphBackend:
                 framework="tf",
                 name="saliency_replica",
             )
-            self._dist_inputs, _ = self._model({"obs": self.obs, "is_training": tf.constant(False)})
+            seq_lens = tf.ones(tf.shape(self.obs)[:1], tf.int32) if self._state_inputs else None
+            self._dist_inputs, _ = self._model(
+                {"obs": self.obs, "is_training": tf.constant(False)}, self._state_inputs, seq_lens
+            )
             dist = policy.dist_class(self._dist_inputs, self._model)
             self._greedy_actions = dist.deterministic_sample()
             self._replica_variables = self._model.variables()
@@ -74,7 +83,18 @@ class TFGraphBackend:
         """The private graph (the policy's graph is never touched)."""
         return self._graph
 
+    @property
+    def variable_shapes(self) -> list[tuple[int, ...]]:
+        return [tuple(v.shape.as_list()) for v in self._replica_variables]
+
+    def load_fixed_weights(self, values: list[np.ndarray]) -> None:
+        """Use these weights from now on instead of the policy's (e.g. re-initialised ones)."""
+        self._session.run(self._assign, dict(zip(self._weight_inputs, values, strict=True)))
+        self._fixed_weights = True
+
     def sync_weights(self) -> None:
+        if self._fixed_weights:
+            return
         values = self._policy.get_session().run(self._policy.model.variables())
         # Feeding weights costs more than comparing them: skip when unchanged.
         if self._synced_weights is not None and all(
@@ -84,8 +104,18 @@ class TFGraphBackend:
         self._session.run(self._assign, dict(zip(self._weight_inputs, values, strict=True)))
         self._synced_weights = values
 
-    def forward(self, obs: np.ndarray) -> ModelOutputs:
-        dist_inputs, greedy = self._session.run([self._dist_inputs, self._greedy_actions], {self.obs: obs})
+    def _feed(self, obs: np.ndarray, states: tuple[np.ndarray, ...]) -> dict:
+        if len(states) != len(self._state_inputs):
+            raise ValueError(
+                f"policy {self._policy_id!r} has {len(self._state_inputs)} recurrent state inputs; "
+                f"got {len(states)} state arrays."
+            )
+        return {self.obs: obs, **dict(zip(self._state_inputs, states, strict=True))}
+
+    def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
+        dist_inputs, greedy = self._session.run(
+            [self._dist_inputs, self._greedy_actions], self._feed(obs, states)
+        )
         return ModelOutputs(dist_inputs, greedy)
 
     def _target(self, kind: str) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
@@ -118,7 +148,7 @@ class TFGraphBackend:
         self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
         values, gradient, selection = self._target(target.kind)
-        feed = {self.obs: obs}
+        feed = self._feed(obs, target.states)
         if selection is not None:
             feed[selection] = target.columns if target.kind == "dist_input" else target.actions
         if with_gradient:
