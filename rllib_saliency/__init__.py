@@ -9,10 +9,19 @@ from rllib_saliency._tf_setup import ensure_legacy_keras
 
 ensure_legacy_keras()
 
+from rllib_saliency.activation import ActivationMaximization, maximize_activation  # noqa: E402
 from rllib_saliency.callbacks import SaliencyCallbacks, SaliencySettings  # noqa: E402
 from rllib_saliency.engine import Attribution, explain  # noqa: E402
 from rllib_saliency.methods import METHODS  # noqa: E402
 
 __version__ = "0.1.0"
 
-__all__ = ["METHODS", "Attribution", "SaliencyCallbacks", "SaliencySettings", "explain"]
+__all__ = [
+    "METHODS",
+    "ActivationMaximization",
+    "Attribution",
+    "SaliencyCallbacks",
+    "SaliencySettings",
+    "explain",
+    "maximize_activation",
+]

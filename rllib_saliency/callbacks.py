@@ -31,6 +31,7 @@ import os
 import re
 import time
 import traceback
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -62,6 +63,8 @@ RESULT_KEY = "saliency"
 TRUST_METRICS = ("completeness", "deletion", "agreement", "randomization")
 # Randomisation recomputes every map on a second model (doubling the cost): opt in.
 DEFAULT_TRUST_METRICS = ("completeness", "deletion", "agreement")
+# maximize_activation() options the callback passes through (obs/init come from the samples).
+ACTIVATION_OPTIONS = ("steps", "lr", "l2", "tv", "n_starts")
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -102,6 +105,8 @@ class SaliencySettings:
     image_every: int = 10
     frame_maps: bool = False
     trust_metrics: tuple[str, ...] = DEFAULT_TRUST_METRICS
+    activation_maximization_every: int | None = None
+    activation_maximization_options: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -151,6 +156,19 @@ class SaliencySettings:
             )
         if self.trust_metrics != ():
             set_("trust_metrics", _names("trust_metrics", self.trust_metrics, TRUST_METRICS))
+        if self.activation_maximization_every is not None:
+            set_(
+                "activation_maximization_every",
+                _positive_int("activation_maximization_every", self.activation_maximization_every),
+            )
+        options = self.activation_maximization_options
+        unknown = set(options) - set(ACTIVATION_OPTIONS) if isinstance(options, Mapping) else None
+        if unknown is None or unknown:
+            raise ValueError(
+                "SaliencyCallbacks.configure: 'activation_maximization_options' must be a dict with keys "
+                f"from {', '.join(ACTIVATION_OPTIONS)}; got {options!r}."
+            )
+        set_("activation_maximization_options", dict(options))
         if not isinstance(self.frame_maps, bool):
             raise ValueError(
                 f"SaliencyCallbacks.configure: 'frame_maps' must be True or False; got {self.frame_maps!r}."
@@ -204,6 +222,16 @@ class PendingErrors:
         taken = [(stage, kind, details, count) for (stage, kind), (count, details) in self._pending.items()]
         self._pending.clear()
         return taken
+
+
+def _all_action_targets(action_space: Any) -> list[str]:
+    """One target per action: every logit of a Discrete space, every Box dimension or
+    MultiDiscrete sub-action."""
+    import gymnasium as gym
+
+    if isinstance(action_space, gym.spaces.Discrete):
+        return [f"action_{k}" for k in range(int(action_space.n))]
+    return action_targets(action_space)
 
 
 def _mean_sums(values: np.ndarray) -> tuple[float, float]:
@@ -279,7 +307,7 @@ class SaliencyCallbacks(DefaultCallbacks):
         self._writer: Any = None
         self._config_written = False
         self._history: dict[str, dict[str, list]] = {}
-        self._stale_weight_warnings = 0
+        self._skipped: dict[str, int] = {}
 
     @classmethod
     def configure(
@@ -297,6 +325,8 @@ class SaliencyCallbacks(DefaultCallbacks):
         image_every: int = 10,
         frame_maps: bool = False,
         trust_metrics: Sequence[str] = DEFAULT_TRUST_METRICS,
+        activation_maximization_every: int | None = None,
+        activation_maximization_options: Mapping[str, Any] | None = None,
         seed: int = 0,
     ) -> functools.partial:
         """Validate options now and return a callable for ``AlgorithmConfig.callbacks``.
@@ -323,6 +353,11 @@ class SaliencyCallbacks(DefaultCallbacks):
                 (channel) with its own map in the ``importance`` image.
             trust_metrics: which of ``completeness``, ``deletion``, ``agreement``,
                 ``randomization`` to log with every map (``()`` for none).
+            activation_maximization_every: every this many saliency computations,
+                also run :func:`~rllib_saliency.maximize_activation` for every
+                action of every policy, from sampled observations (default off).
+            activation_maximization_options: its ``steps``, ``lr``, ``l2``, ``tv``,
+                ``n_starts``.
             seed: seeds sampling and SmoothGrad noise.
         """
         settings = SaliencySettings(
@@ -340,6 +375,8 @@ class SaliencyCallbacks(DefaultCallbacks):
             image_every=image_every,
             frame_maps=frame_maps,
             trust_metrics=tuple(trust_metrics) if not isinstance(trust_metrics, str) else trust_metrics,
+            activation_maximization_every=activation_maximization_every,
+            activation_maximization_options=activation_maximization_options or {},
             seed=seed,
         )
         return functools.partial(cls, settings=settings)
@@ -372,7 +409,12 @@ class SaliencyCallbacks(DefaultCallbacks):
                 if not self._wants(worker, policy_id):
                     continue
                 if policy_id not in self._samplers:
-                    seed = self.settings.seed + hash((policy_id, os.getpid())) % 10_000
+                    # Reproducible per (seed, policy, env runner), different across runners.
+                    seed = [
+                        self.settings.seed,
+                        zlib.crc32(policy_id.encode()),
+                        getattr(worker, "worker_index", 0),
+                    ]
                     self._samplers[policy_id] = ReservoirSampler(self.settings.num_samples, seed)
                 extras = per_step_states(batch) if worker.policy_map[policy_id].is_recurrent() else ()
                 self._samplers[policy_id].add(batch["obs"], batch["actions"], extras)
@@ -434,7 +476,12 @@ class SaliencyCallbacks(DefaultCallbacks):
                         attributions.items(), 2
                     ):
                         summary.trust[f"agreement/{a}__{b}"] = _mean_sums(rank_agreement(first, second))
-        return {"summaries": summaries, "errors": errors, "fingerprints": fingerprints, "skipped": skipped}
+        report = {"summaries": summaries, "errors": errors, "fingerprints": fingerprints, "skipped": skipped}
+        if self.settings.activation_maximization_every:
+            # Starting points for activation maximization on the driver.
+            rows = int(self.settings.activation_maximization_options.get("n_starts", 8))
+            report["observations"] = {pid: obs[:rows] for pid, (obs, _) in self.last_explained.items()}
+        return report
 
     def _trust_sums(self, policy: Any, attribution: Any) -> dict[str, tuple[float, float]]:
         """Trust metrics of one attribution as (numerator, denominator) sums, which merge
@@ -477,10 +524,16 @@ class SaliencyCallbacks(DefaultCallbacks):
             for summary in merged:
                 for tag, value in self._trust_tags(summary).items():
                     result[RESULT_KEY][tag] = np.longdouble(value)
+            for policy_id, count in self._skipped.items():
+                # Rows with NaN/inf observations the reservoirs left out so far (all runners).
+                result[RESULT_KEY][f"{policy_id}/nonfinite_rows_skipped"] = count
             for (policy_id, target, method), by_key in shares.items():
                 for key, share in by_key.items():
                     result[RESULT_KEY][f"{policy_id}/{target}/{method}/share/{key}"] = np.longdouble(share)
             self._write(algorithm, merged, names, shares, step)
+            every = self.settings.activation_maximization_every
+            if every and self._computations_done() % every == 1 % every:
+                self._maximize_activations(algorithm, reports, result, step)
             # What this computation cost the training loop (driver wall time).
             result[RESULT_KEY]["seconds"] = time.perf_counter() - started
         except Exception as error:  # noqa: BLE001 - a logging failure never kills training
@@ -496,7 +549,10 @@ class SaliencyCallbacks(DefaultCallbacks):
 
     def _merge_reports(self, algorithm: Any, reports: list[dict[str, Any]]) -> list[MergedSummary]:
         summaries = []
+        self._skipped = {}
         for report in reports:
+            for policy_id, count in report.get("skipped", {}).items():
+                self._skipped[policy_id] = self._skipped.get(policy_id, 0) + count
             for stage, kind, details, times in report.get("errors", []):
                 self.errors.record(stage, kind, details, times)
             for policy_id, fingerprint in report.get("fingerprints", {}).items():
@@ -616,6 +672,53 @@ class SaliencyCallbacks(DefaultCallbacks):
                 )
         writer.flush()
         self._save_history()
+
+    def _maximize_activations(self, algorithm: Any, reports: list[dict], result: dict, step: int) -> None:
+        """Activation maximization per policy and action, from sampled observations (driver side)."""
+        from rllib_saliency import render
+        from rllib_saliency.activation import maximize_activation
+
+        observations: dict[str, list[np.ndarray]] = {}
+        for report in reports:
+            for policy_id, obs in report.get("observations", {}).items():
+                observations.setdefault(policy_id, []).append(obs)
+        writer = self._get_writer(algorithm)
+        for policy_id, chunks in observations.items():
+            policy = algorithm.get_policy(policy_id)
+            obs = np.concatenate(chunks)
+            feature_names = feature_layout(policy.observation_space).names
+            for target in _all_action_targets(policy.action_space):
+                try:
+                    found = maximize_activation(
+                        policy,
+                        target,
+                        obs=obs,
+                        seed=self.settings.seed,
+                        **self.settings.activation_maximization_options,
+                    )
+                    value = float(found.target_values[-1].max())
+                    tag = f"{policy_id}/actmax/{target}"
+                    result[RESULT_KEY][f"{tag}/value"] = np.longdouble(value)
+                    if writer is None:
+                        continue
+                    writer.scalars({f"{RESULT_KEY}/{tag}/value": value}, step)
+                    best = found.inputs[found.best]
+                    title = f"{policy_id}: input maximising {target} ({value:.3g})"
+                    if best.ndim == 3:
+                        image = render.activation_images(best, found.mean, found.low, found.high, title)
+                    else:
+                        names = (
+                            feature_names
+                            if best.size == len(feature_names)
+                            else [f"f{i}" for i in range(best.size)]
+                        )
+                        flat = [np.asarray(v).reshape(-1) for v in (best, found.mean, found.low, found.high)]
+                        image = render.activation_chart(*flat, names, title)
+                    writer.image(f"{RESULT_KEY}/{tag}/input", *image, step)
+                except Exception as error:  # noqa: BLE001 - never breaks training
+                    self.errors.exception(f"activation maximization {policy_id}/{target}", error)
+        if writer is not None:
+            writer.flush()
 
     def _computations_done(self) -> int:
         return max((len(h["steps"]) for h in self._history.values()), default=0)

@@ -158,3 +158,52 @@ def saliency_grid(
         left=0.01, right=0.99, bottom=0.01, top=1 - 0.6 / figure.get_figheight(), wspace=0.04, hspace=0.04
     )
     return _png(figure)
+
+
+def activation_chart(
+    inputs: np.ndarray, mean: np.ndarray, low: np.ndarray, high: np.ndarray, names: Sequence[str], title: str
+) -> tuple[bytes, int, int]:
+    """Vector observations: the optimised input next to the data mean, per feature, over the box."""
+    count = len(names)
+    figure = Figure(figsize=(6.4, 1.4 + 0.42 * count), dpi=80)
+    axes = figure.add_subplot()
+    positions = np.arange(count)
+    axes.barh(positions - 0.2, mean, height=0.4, color="tab:blue", label="data mean")
+    axes.barh(positions + 0.2, inputs, height=0.4, color="tab:orange", label="optimised input")
+    axes.scatter(low, positions, marker="|", color="grey", s=120, label="search box")
+    axes.scatter(high, positions, marker="|", color="grey", s=120)
+    axes.set_yticks(positions, list(names), fontsize=9)
+    axes.invert_yaxis()
+    axes.axvline(0.0, color="black", linewidth=0.6)
+    axes.set_title(title, fontsize=10)
+    axes.legend(fontsize=8, loc="best")
+    axes.grid(axis="x", alpha=0.3)
+    figure.tight_layout()
+    return _png(figure)
+
+
+def activation_images(
+    inputs: np.ndarray, mean: np.ndarray, low: np.ndarray, high: np.ndarray, title: str
+) -> tuple[bytes, int, int]:
+    """Image observations: the data mean and the optimised input, one column per channel (up to 4),
+    on the search box's grey scale (so both pictures are comparable)."""
+    import textwrap
+
+    channels = min(inputs.shape[-1], 4)
+    figure = Figure(figsize=(max(3.6, 1.9 * channels + 0.4), 4.8), dpi=80)
+    for row, (label, picture) in enumerate((("data mean", mean), ("optimised", inputs))):
+        for channel in range(channels):
+            axes = figure.add_subplot(2, channels, row * channels + channel + 1)
+            axes.imshow(
+                picture[..., channel],
+                cmap="gray",
+                interpolation="nearest",
+                vmin=float(low[..., channel].min()),
+                vmax=float(high[..., channel].max()),
+            )
+            axes.set_xticks([])
+            axes.set_yticks([])
+            axes.set_title(f"{label}, channel {channel}", fontsize=7)
+    figure.suptitle(textwrap.fill(title, 40), fontsize=8)
+    figure.subplots_adjust(top=0.84, hspace=0.25)
+    return _png(figure)

@@ -15,7 +15,7 @@ class ReservoirSampler:
     skipped and counted.
     """
 
-    def __init__(self, capacity: int, seed: int = 0) -> None:
+    def __init__(self, capacity: int, seed: int | list[int] = 0) -> None:
         self.capacity = capacity
         self._rng = np.random.default_rng(seed)
         self._obs: np.ndarray | None = None

@@ -160,3 +160,37 @@ def test_box_actions_log_every_action_dimension_and_feature_names(ray_cluster, t
         np.testing.assert_allclose(logged, np.abs(attribution.values).mean(0), rtol=1e-4)
     finally:
         algo.stop()
+
+
+def test_activation_maximization_in_training(ray_cluster, tmp_path):
+    config = ppo_config().callbacks(
+        SaliencyCallbacks.configure(
+            methods=("gradient",),
+            targets=("action",),
+            trust_metrics=(),
+            activation_maximization_every=2,
+            activation_maximization_options={"steps": 30, "n_starts": 4},
+            logdir=str(tmp_path),
+        )
+    )
+    algo = config.build_algo()
+    try:
+        results = [algo.train() for _ in range(3)]
+        events = load(str(tmp_path))
+        steps = [r["timesteps_total"] for r in results]
+        for k in (0, 1):
+            tag = f"saliency/default_policy/actmax/action_{k}"
+            logged = scalars(events, f"{tag}/value")
+            assert sorted(logged) == [steps[0], steps[2]]  # the 1st computation, then every 2nd
+            assert float(results[2]["saliency"][f"default_policy/actmax/action_{k}/value"]) == pytest.approx(
+                logged[steps[2]], rel=1e-6
+            )
+            image = events.Images(f"{tag}/input")[-1]
+            assert decode_png(image).std() > 10
+        # The optimum beats its starting points: the runner's first n_starts sampled observations.
+        obs, _ = explained_samples(algo)[0]["default_policy"]
+        sampled_best = explain(algo.get_policy(), obs[:4], "gradient", "action_1").target_values.max()
+        assert logged[steps[2]] >= sampled_best - 1e-4
+        assert "errors" not in results[-1]["saliency"]
+    finally:
+        algo.stop()

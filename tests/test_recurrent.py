@@ -46,6 +46,19 @@ def test_per_step_states_reproduce_the_sampled_outputs(lstm_algo):
         np.testing.assert_allclose(values[1:], batch["action_dist_inputs"][1:, k], atol=1e-5)
 
 
+def dist_inputs_through_policy(policy, obs, states):
+    """One step per row from the given states, through RLlib's own forward pass.
+
+    (compute_actions(state_batches=...) drops the states on eager policies in
+    RLlib 2.60, so go through compute_actions_from_input_dict.)"""
+    from ray.rllib.policy.sample_batch import SampleBatch
+
+    batch = {"obs": obs, "seq_lens": np.ones(len(obs), np.int32)}
+    batch |= {f"state_in_{i}": s for i, s in enumerate(states)}
+    _, _, extra = policy.compute_actions_from_input_dict(SampleBatch(batch), explore=False)
+    return extra["action_dist_inputs"]
+
+
 def test_gradient_given_the_state_matches_finite_differences(lstm_algo):
     algo, _, _ = lstm_algo
     policy = algo.get_policy()
@@ -58,12 +71,8 @@ def test_gradient_given_the_state_matches_finite_differences(lstm_algo):
     for j in range(obs.shape[1]):
         step = np.zeros_like(obs)
         step[:, j] = eps
-        plus = policy.compute_actions(obs + step, state_batches=states, explore=False)[2][
-            "action_dist_inputs"
-        ]
-        minus = policy.compute_actions(obs - step, state_batches=states, explore=False)[2][
-            "action_dist_inputs"
-        ]
+        plus = dist_inputs_through_policy(policy, obs + step, states)
+        minus = dist_inputs_through_policy(policy, obs - step, states)
         numeric[:, j] = (plus[:, 1] - minus[:, 1]) / (2 * eps)
     assert np.abs(numeric).max() > 1e-3
     np.testing.assert_allclose(attribution.values, numeric, rtol=1e-2, atol=2e-4)

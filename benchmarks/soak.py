@@ -1,0 +1,182 @@
+"""Soak: 1,000 saliency computations through the callback's own code path, per TF mode,
+and a real training with every=1.
+
+For each mode ("tf" graph, "tf2" eager; separate processes) a PPO CartPole
+algorithm with SaliencyCallbacks (defaults, one env runner: the local one) is
+built; then, 1,000 times, a real sampled batch goes through the env runner's
+``on_sample_end`` and the driver's ``on_train_result`` (sampling, explain on
+the runner, trust metrics, merging, TensorBoard writing, images every 10th).
+Reported: resident memory at the start and end, op counts of the policy's
+graph and of the engine's private graphs, eager trace counts, and time per
+computation over the first and last 100. Then a real training of
+``--train-iterations`` iterations with every=1 (graph mode), memory and
+iteration time at the start and end. Prints a table and writes
+benchmarks/results/soak.json.
+
+Usage: python benchmarks/soak.py [--computations 1000] [--train-iterations 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def build(framework: str, logdir: str, batch: int = 256):
+    import ray
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    from rllib_saliency import SaliencyCallbacks
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    config = (
+        PPOConfig()
+        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+        .environment("CartPole-v1")
+        .framework(framework)
+        .env_runners(num_env_runners=0)
+        .training(train_batch_size=batch, minibatch_size=128, num_epochs=1)
+        .callbacks(SaliencyCallbacks.configure(every=1, logdir=logdir))
+    )
+    return config.build_algo()
+
+
+def soak(framework: str, computations: int) -> dict:
+    from rllib_saliency.backends import backend_for
+    from rllib_saliency.callbacks import _saliency_callbacks
+
+    with tempfile.TemporaryDirectory() as logdir:
+        algo = build(framework, logdir)
+        algo.train()
+        worker = algo.env_runner
+        policy = algo.get_policy()
+        batch = worker.sample()
+        runner_callbacks = _saliency_callbacks(worker.callbacks)
+        driver_callbacks = algo.callbacks
+
+        def policy_ops() -> int | None:
+            return len(policy.get_session().graph.get_operations()) if framework == "tf" else None
+
+        def engine_state() -> dict:
+            backend = backend_for(policy)
+            if framework == "tf":
+                return {"private_graph_ops": len(backend.graph.get_operations())}
+            return {"eager_traces": backend.trace_count}
+
+        times, memory = [], []
+        start_state = None
+        for i in range(computations):
+            runner_callbacks.on_sample_end(worker=worker, samples=batch)
+            result = {"training_iteration": i + 1, "timesteps_total": (i + 1) * len(batch)}
+            started = time.perf_counter()
+            driver_callbacks.on_train_result(algorithm=algo, result=result)
+            times.append(time.perf_counter() - started)
+            if "errors" in result.get("saliency", {}):
+                raise SystemExit(f"saliency errors in the soak: {result['saliency']}")
+            if i == 9:  # after warm-up: everything built and traced
+                start_state = {"rss_mb": rss_mb(), "policy_graph_ops": policy_ops(), **engine_state()}
+            memory.append(rss_mb())
+        end_state = {"rss_mb": rss_mb(), "policy_graph_ops": policy_ops(), **engine_state()}
+        algo.stop()
+    window = min(100, computations // 2)
+    return {
+        "framework": framework,
+        "computations": computations,
+        "start": start_state,
+        "end": end_state,
+        "rss_growth": end_state["rss_mb"] / start_state["rss_mb"] - 1,
+        "ms_per_computation_first": 1e3 * statistics.median(times[10 : 10 + window]),
+        "ms_per_computation_last": 1e3 * statistics.median(times[-window:]),
+    }
+
+
+def train(iterations: int) -> dict:
+    with tempfile.TemporaryDirectory() as logdir:
+        algo = build("tf", logdir)
+        times, memory = [], []
+        for _ in range(iterations):
+            started = time.perf_counter()
+            algo.train()
+            times.append(time.perf_counter() - started)
+            memory.append(rss_mb())
+        algo.stop()
+    window = max(1, min(10, iterations // 4))
+    return {
+        "iterations": iterations,
+        "rss_mb_after_first": memory[window - 1],
+        "rss_mb_end": memory[-1],
+        "rss_growth": memory[-1] / memory[window - 1] - 1,
+        "s_per_iteration_first": statistics.median(times[1 : window + 1]),
+        "s_per_iteration_last": statistics.median(times[-window:]),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--computations", type=int, default=1000)
+    parser.add_argument("--train-iterations", type=int, default=100)
+    parser.add_argument("--child", choices=("tf", "tf2", "train"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        import rllib_saliency  # noqa: F401
+
+        row = train(args.train_iterations) if args.child == "train" else soak(args.child, args.computations)
+        print(json.dumps(row))
+        return
+    rows = {}
+    for child in ("tf", "tf2", "train"):
+        command = [sys.executable, __file__, "--child", child, "--computations", str(args.computations)]
+        command += ["--train-iterations", str(args.train_iterations)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"soak {child} failed:\n{done.stderr[-3000:]}")
+        rows[child] = json.loads(done.stdout.strip().splitlines()[-1])
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "soak.json").write_text(json.dumps(rows, indent=2))
+    print(
+        "| mode | computations | RSS start → end (MiB) | growth | policy graph ops | engine "
+        "| ms/computation first → last 100 |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for mode in ("tf", "tf2"):
+        r = rows[mode]
+        engine = (
+            f"private graph ops {r['start']['private_graph_ops']} → {r['end']['private_graph_ops']}"
+            if mode == "tf"
+            else f"traces {r['start']['eager_traces']} → {r['end']['eager_traces']}"
+        )
+        ops = f"{r['start']['policy_graph_ops']} → {r['end']['policy_graph_ops']}" if mode == "tf" else "n/a"
+        print(
+            f"| {'graph (tf)' if mode == 'tf' else 'eager (tf2)'} | {r['computations']} "
+            f"| {r['start']['rss_mb']:.0f} → {r['end']['rss_mb']:.0f} | {r['rss_growth']:+.1%} "
+            f"| {ops} | {engine} "
+            f"| {r['ms_per_computation_first']:.0f} → {r['ms_per_computation_last']:.0f} |"
+        )
+    t = rows["train"]
+    print(
+        f"\nReal training, graph mode, every=1, {t['iterations']} iterations: "
+        f"RSS {t['rss_mb_after_first']:.0f} → "
+        f"{t['rss_mb_end']:.0f} MiB ({t['rss_growth']:+.1%}), {t['s_per_iteration_first']:.2f} → "
+        f"{t['s_per_iteration_last']:.2f} s per iteration."
+    )
+
+
+if __name__ == "__main__":
+    main()
