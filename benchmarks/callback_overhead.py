@@ -28,6 +28,10 @@ def main() -> None:
     parser.add_argument("--framework", choices=("tf", "tf2"), default="tf")
     args = parser.parse_args()
 
+    # isort: off
+    import rllib_saliency  # noqa: F401  (first: selects tf-keras before TensorFlow loads Keras)
+
+    # isort: on
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
 

@@ -37,12 +37,15 @@ def best_of(fn, repeats: int = 5) -> float:
 
 
 def measure(framework: str, tape_samples: int) -> dict:
+    # isort: off
+    import rllib_saliency  # noqa: F401  (first: selects tf-keras before TensorFlow loads Keras)
+
+    # isort: on
     import numpy as np
     import ray
     import tensorflow as tf
     from ray.rllib.algorithms.ppo import PPOConfig
 
-    import rllib_saliency  # noqa: F401  (tf-keras setup first)
     from rllib_saliency import explain
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
