@@ -665,6 +665,12 @@ class SaliencyCallbacks(DefaultCallbacks):
                 else:
                     importance = render.importance_chart(summary.mean_abs, feature_names, title)
                 writer.image(f"{prefix}/importance", *importance, step)
+                for name, (observations, maps) in summary.component_maps.items():
+                    # An image inside a Dict/Tuple observation: its own heatmap grid.
+                    grid = render.saliency_grid(
+                        observations, maps, f"{title} / {name}", self.settings.frame_maps
+                    )
+                    writer.image(f"{prefix}/importance/{name}", *grid, step)
                 writer.image(
                     f"{prefix}/evolution",
                     *render.evolution_heatmap(history["mean_abs"], history["steps"], feature_names, title),

@@ -29,6 +29,7 @@ class Component:
     stop: int
     kind: Literal["element", "one_hot", "block"]
     top_key: str  # the first level of the path, for share/{key} scalars
+    shape: tuple[int, ...] = ()  # blocks: the original shape (an image's (H, W, C))
 
 
 def original_space(policy_space: gym.Space) -> gym.Space:
@@ -73,7 +74,7 @@ def _walk(space: gym.Space, prefix: str, out: list[Component], offset: int, top_
         return offset
     size = int(np.prod(space.shape))
     if len(space.shape) > 1:
-        out.append(Component(prefix or "obs", offset, offset + size, "block", top))
+        out.append(Component(prefix or "obs", offset, offset + size, "block", top, tuple(space.shape)))
         return offset + size
     if size == 1 and prefix:
         out.append(Component(prefix, offset, offset + 1, "element", top))

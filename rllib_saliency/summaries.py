@@ -71,6 +71,8 @@ class AttributionSummary:
     map_observations: np.ndarray | None = None  # image observations: a few samples ...
     map_values: np.ndarray | None = None  # ... and their attribution maps (float16)
     trust: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric: (numerator, denominator)
+    # Images inside Dict/Tuple observations: component name -> (observations, maps).
+    component_maps: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -96,6 +98,14 @@ def summarize(
     maps = None, None
     if values.ndim == 4 and max_images:
         maps = observations[:max_images], values[:max_images].astype(np.float16)
+    component_maps = {}
+    for part in parts or []:
+        if part.kind == "block" and len(part.shape) == 3 and max_images:
+            rows = slice(None, max_images)
+            component_maps[part.name] = (
+                observations[rows, part.start : part.stop].reshape(-1, *part.shape),
+                values[rows, part.start : part.stop].reshape(-1, *part.shape).astype(np.float16),
+            )
     flat = values.reshape(-1)
     sample = flat if len(flat) <= HISTOGRAM_SAMPLE else rng.choice(flat, HISTOGRAM_SAMPLE, replace=False)
     return AttributionSummary(
@@ -108,6 +118,7 @@ def summarize(
         histogram_weight=len(flat) / max(len(sample), 1),
         map_observations=maps[0],
         map_values=maps[1],
+        component_maps=component_maps,
     )
 
 
@@ -125,10 +136,24 @@ class MergedSummary:
     map_observations: np.ndarray | None = None
     map_values: np.ndarray | None = None
     trust: dict[str, float] = field(default_factory=dict)
+    component_maps: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     @property
     def key(self) -> tuple[str, str, str]:
         return self.policy_id, self.target, self.method
+
+
+def _merge_component_maps(
+    group: Sequence[AttributionSummary], max_images: int
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    merged: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for summary in group:
+        for name, (obs, maps) in summary.component_maps.items():
+            if name in merged:
+                obs = np.concatenate([merged[name][0], obs])
+                maps = np.concatenate([merged[name][1], maps])
+            merged[name] = obs[:max_images], maps[:max_images]
+    return {name: (obs, maps.astype(np.float32)) for name, (obs, maps) in merged.items()}
 
 
 def _merge_trust(group: Sequence[AttributionSummary]) -> dict[str, float]:
@@ -172,6 +197,7 @@ def merge(summaries: Sequence[AttributionSummary], max_images: int = 0) -> list[
                 map_observations=maps[0],
                 map_values=maps[1],
                 trust=_merge_trust(group),
+                component_maps=_merge_component_maps(group, max_images),
             )
         )
     return merged

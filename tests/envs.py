@@ -92,3 +92,34 @@ class ImageEnv(gym.Env):
         self._frames = self._frames[1:] + [self._frame()]
         self._t += 1
         return np.stack(self._frames, axis=-1), reward, False, self._t >= 20, {}
+
+
+class DictImageEnv(gym.Env):
+    """Dict(camera: Box(16, 16, 1) in [0, 1], pos: Box(2)): RLlib's complex input net.
+    Reward for action == (bright spot in the camera's right half)."""
+
+    def __init__(self, config=None):
+        self.observation_space = gym.spaces.Dict(
+            {
+                "camera": gym.spaces.Box(0.0, 1.0, (16, 16, 1), np.float32),
+                "pos": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+            }
+        )
+        self.action_space = gym.spaces.Discrete(2)
+        self._rng = np.random.default_rng(0)
+        self._t = 0
+
+    def _observe(self):
+        camera = np.zeros((16, 16, 1), np.float32)
+        self._x = int(self._rng.integers(0, 14))
+        camera[6:9, self._x : self._x + 3, 0] = 1.0
+        return {"camera": camera, "pos": self._rng.uniform(-1, 1, 2).astype(np.float32)}
+
+    def reset(self, *, seed=None, options=None):
+        self._t = 0
+        return self._observe(), {}
+
+    def step(self, action):
+        reward = float(action == int(self._x >= 7))
+        self._t += 1
+        return self._observe(), reward, False, self._t >= 20, {}

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import pytest
 from conftest import ppo_config
-from envs import DictObservationEnv, ImageEnv, MultiDiscreteEnv
+from envs import DictImageEnv, DictObservationEnv, ImageEnv, MultiDiscreteEnv
 from tb_events import decode_png, load, scalars
 
 from rllib_saliency import SaliencyCallbacks, explain
@@ -182,5 +182,42 @@ def test_non_tf_policies_are_skipped_with_one_warning(ray_cluster, tmp_path, cap
         warnings = [r.getMessage() for r in caplog.records if r.name == "rllib_saliency"]
         assert len(warnings) == 1 and "'random'" in warnings[0] and "skipped" in warnings[0]
         assert "errors" not in results[-1]["saliency"]
+    finally:
+        algo.stop()
+
+
+def test_dict_with_an_image_and_a_vector(ray_cluster, tmp_path):
+    """RLlib's complex input net: the image part as a heatmap grid, the vector part as bars."""
+    config = (
+        ppo_config()
+        .environment(DictImageEnv)
+        .training(model={"conv_filters": [[8, [4, 4], 2], [16, [8, 8], 1]]})
+        .callbacks(
+            SaliencyCallbacks.configure(
+                methods=("gradient",), targets=("action",), max_images=3, logdir=str(tmp_path)
+            )
+        )
+    )
+    algo = config.build_algo()
+    try:
+        assert type(algo.get_policy().model).__name__ == "ComplexInputNetwork"
+        result = algo.train()
+        assert "errors" not in result["saliency"]
+        events = load(str(tmp_path))
+        step = result["timesteps_total"]
+        prefix = "saliency/default_policy/action/gradient"
+        for feature in ("camera", "pos.0", "pos.1"):
+            assert step in scalars(events, f"{prefix}/mean_abs/{feature}")
+        assert step in scalars(events, f"{prefix}/share/camera")
+        (bars,) = events.Images(f"{prefix}/importance")
+        (grid,) = events.Images(f"{prefix}/importance/camera")
+        assert decode_png(bars).std() > 10
+        pixels = decode_png(grid)
+        assert pixels.shape[0] > 3 * 100 and pixels.std() > 10  # 3 samples, one row each
+        # The camera scalar is the mean |attribution| over its pixels.
+        obs, _ = last_samples(algo)
+        nested = explain(algo.get_policy(), obs, "gradient", "action", structured=True).structured
+        expected = np.abs(nested["camera"]).mean()
+        assert scalars(events, f"{prefix}/mean_abs/camera")[step] == pytest.approx(expected, rel=1e-4)
     finally:
         algo.stop()
