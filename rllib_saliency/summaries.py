@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rllib_saliency.engine import Attribution
-from rllib_saliency.structure import Component, component_values
+from rllib_saliency.structure import Component, component_values, components, is_structured, original_space
 
 HISTOGRAM_SAMPLE = 512
 
@@ -48,8 +48,6 @@ class FeatureLayout:
 
 
 def feature_layout(observation_space) -> FeatureLayout:
-    from rllib_saliency.structure import components, is_structured, original_space
-
     original = original_space(observation_space)
     if is_structured(original):
         parts = components(original)
