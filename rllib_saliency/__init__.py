@@ -13,6 +13,7 @@ from rllib_saliency.activation import ActivationMaximization, maximize_activatio
 from rllib_saliency.callbacks import SaliencyCallbacks, SaliencySettings  # noqa: E402
 from rllib_saliency.engine import Attribution, explain  # noqa: E402
 from rllib_saliency.methods import METHODS  # noqa: E402
+from rllib_saliency.recurrent import per_step_states  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -24,4 +25,5 @@ __all__ = [
     "SaliencySettings",
     "explain",
     "maximize_activation",
+    "per_step_states",
 ]

@@ -208,9 +208,10 @@ def maximize_activation(
         seed: seeds the choice of starting points.
         progress: called with the step number after every step (e.g. a progress bar).
 
-    Recurrent models (``use_lstm``): the target is the model's output for one
-    step from its initial state (as :func:`~rllib_saliency.explain` without
-    ``state``); only the observation is optimised.
+    Recurrent models (``use_lstm``, ``use_attention``): the target is the
+    model's output for one step from its initial state (an attention net: an
+    empty memory), as :func:`~rllib_saliency.explain` without ``state``; only
+    the observation is optimised.
 
     The box: the observation space's bounds where finite. Bounds that are
     infinite or beyond ±1e6 (gymnasium's "unbounded", e.g. CartPole's

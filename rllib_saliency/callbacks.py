@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import json
 import logging
 import math
 import os
@@ -41,9 +40,11 @@ from ray.rllib.algorithms.callbacks import DefaultCallbacks
 
 from rllib_saliency.backends import check_supported, policy_mode
 from rllib_saliency.engine import explain
+from rllib_saliency.history import HISTORY_FILE, EvolutionHistory
 from rllib_saliency.methods import METHODS
 from rllib_saliency.methods.base import fill_defaults
-from rllib_saliency.sampler import ReservoirSampler, per_step_states
+from rllib_saliency.recurrent import per_step_states
+from rllib_saliency.sampler import ReservoirSampler
 from rllib_saliency.summaries import (
     AttributionSummary,
     MergedSummary,
@@ -58,7 +59,6 @@ from rllib_saliency.trust.completeness import completeness_sums
 logger = logging.getLogger("rllib_saliency")
 
 TARGET_PATTERN = re.compile(r"action|action_\d+|logp|value")
-HISTORY_FILE = "saliency_history.json"
 RESULT_KEY = "saliency"
 TRUST_METRICS = ("completeness", "deletion", "agreement", "randomization")
 # Randomisation recomputes every map on a second model (doubling the cost): opt in.
@@ -306,7 +306,7 @@ class SaliencyCallbacks(DefaultCallbacks):
         # Driver side.
         self._writer: Any = None
         self._config_written = False
-        self._history: dict[str, dict[str, list]] = {}
+        self._history = EvolutionHistory()
         self._skipped: dict[str, int] = {}
 
     @classmethod
@@ -416,7 +416,7 @@ class SaliencyCallbacks(DefaultCallbacks):
                         getattr(worker, "worker_index", 0),
                     ]
                     self._samplers[policy_id] = ReservoirSampler(self.settings.num_samples, seed)
-                extras = per_step_states(batch) if worker.policy_map[policy_id].is_recurrent() else ()
+                extras = per_step_states(batch, worker.policy_map[policy_id])
                 self._samplers[policy_id].add(batch["obs"], batch["actions"], extras)
         except Exception as error:  # noqa: BLE001 - sampling must go on
             self.worker_errors.exception("sampling", error)
@@ -653,9 +653,8 @@ class SaliencyCallbacks(DefaultCallbacks):
             writer.histogram(
                 f"{prefix}/distribution", summary.histogram_values, summary.histogram_weights, step
             )
-            history = self._history.setdefault(prefix, {"steps": [], "mean_abs": []})
-            history["steps"].append(step)
-            history["mean_abs"].append([float(v) for v in summary.mean_abs])
+            self._history.add(prefix, step, [float(v) for v in summary.mean_abs])
+            history = self._history[prefix]
             if images_due:
                 title = f"{summary.policy_id} / {summary.target} / {summary.method}"
                 if summary.map_values is not None:  # image observations: heatmaps over frames
@@ -673,11 +672,10 @@ class SaliencyCallbacks(DefaultCallbacks):
                     writer.image(f"{prefix}/importance/{name}", *grid, step)
                 writer.image(
                     f"{prefix}/evolution",
-                    *render.evolution_heatmap(history["mean_abs"], history["steps"], feature_names, title),
+                    *render.evolution_heatmap(history.values, history.steps, feature_names, title),
                     step,
                 )
         writer.flush()
-        self._save_history()
 
     def _maximize_activations(self, algorithm: Any, reports: list[dict], result: dict, step: int) -> None:
         """Activation maximization per policy and action, from sampled observations (driver side)."""
@@ -727,7 +725,7 @@ class SaliencyCallbacks(DefaultCallbacks):
             writer.flush()
 
     def _computations_done(self) -> int:
-        return max((len(h["steps"]) for h in self._history.values()), default=0)
+        return self._history.computations
 
     def _get_writer(self, algorithm: Any) -> Any:
         """The one writer of this run, created on first use; retried after a failure."""
@@ -742,21 +740,20 @@ class SaliencyCallbacks(DefaultCallbacks):
                 self.errors.exception(f"opening the TensorBoard log dir {logdir!r}", error)
         return self._writer
 
-    def _history_path(self) -> str:
-        return os.path.join(self._writer.logdir, HISTORY_FILE)
-
     def _load_history(self) -> None:
         """After a restore into the same log dir, the evolution image keeps its history."""
-        if os.path.exists(self._history_path()):
-            with open(self._history_path()) as file:
-                self._history = json.load(file)
-            self._config_written = True
-
-    def _save_history(self) -> None:
-        temporary = self._history_path() + ".tmp"
-        with open(temporary, "w") as file:
-            json.dump(self._history, file)
-        os.replace(temporary, self._history_path())
+        path = os.path.join(self._writer.logdir, HISTORY_FILE)
+        if not os.path.exists(path):
+            self._history.attach(path)
+            return
+        self._history = EvolutionHistory(path)
+        self._config_written = True
+        if self._history.unreadable_lines:
+            logger.warning(
+                "%s: %d unreadable line(s) skipped; the evolution image lacks those computations.",
+                path,
+                self._history.unreadable_lines,
+            )
 
     def _config_markdown(self) -> str:
         rows = "\n".join(f"| {k} | `{v!r}` |" for k, v in asdict(self.settings).items())

@@ -408,10 +408,11 @@ class Rollouts:
 
 def rollout_algorithm(algorithm: Any, policy_id: str, episodes: int, bar: Any) -> Rollouts:
     """Whole greedy episodes from the algorithm's own env runner (its env, preprocessing, filters)."""
-    from rllib_saliency.sampler import per_step_states
+    from rllib_saliency.recurrent import per_step_states
 
     worker = algorithm.env_runner
-    recurrent = algorithm.get_policy(policy_id).is_recurrent()
+    policy = algorithm.get_policy(policy_id)
+    recurrent = policy.is_recurrent()
     observations, actions, episode_ids, states = [], [], [], []
     done = 0
     while done < episodes:
@@ -426,7 +427,7 @@ def rollout_algorithm(algorithm: Any, policy_id: str, episodes: int, bar: Any) -
             actions.append(np.asarray(batch["actions"])[rows])
             episode_ids.append(np.asarray(batch["eps_id"])[rows].astype(np.int64))
             if recurrent:
-                states.append([state[rows] for state in per_step_states(batch)])
+                states.append([state[rows] for state in per_step_states(batch, policy)])
         done += len(keep)
         bar.update(len(keep))
     return _collect(observations, actions, episode_ids, done, policy_id, states)
@@ -483,6 +484,8 @@ def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int
     from ray.rllib.models import ModelCatalog
     from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
+    from rllib_saliency.recurrent import initial_states, next_state, recurrent_layout
+
     if config.get("observation_filter", "NoFilter") != "NoFilter":
         raise CLIError(
             f"the policy was trained with observation_filter={config['observation_filter']!r}, whose "
@@ -506,10 +509,11 @@ def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int
     elif config.get("preprocessor_pref", "deepmind") is not None:
         preprocessor = ModelCatalog.get_preprocessor_for_space(env.observation_space, model_config)
     observations, actions, episode_ids, states = [], [], [], []
+    layout = recurrent_layout(policy)
     try:
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
-            state = policy.get_initial_state()  # [] unless the model is recurrent
+            state = [s[0] for s in initial_states(policy, 1)]  # [] unless the model is recurrent
             finished = False
             while not finished:
                 seen = preprocessor.transform(obs) if preprocessor is not None else np.asarray(obs)
@@ -519,7 +523,7 @@ def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int
                 episode_ids.append(episode)
                 if state:
                     states.append([np.asarray(s, np.float32) for s in state])
-                state = state_out
+                state = next_state(layout, state, state_out) if state else []
                 if config.get("normalize_actions", True):
                     env_action = unsquash_action(action, policy.action_space_struct)
                 elif config.get("clip_actions", False):

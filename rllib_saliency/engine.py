@@ -10,6 +10,7 @@ import numpy as np
 
 from rllib_saliency.backends import Backend, TargetFunction, backend_for
 from rllib_saliency.methods import BatchContext, get_method
+from rllib_saliency.recurrent import initial_states, recurrent_layout
 from rllib_saliency.structure import is_structured, original_space, unflatten
 from rllib_saliency.targets import ResolvedTarget, needs_forward, parse_target, resolve_target
 
@@ -72,17 +73,25 @@ def _check_actions(actions: Any, action_space: Any, n: int) -> np.ndarray:
 
 def _check_states(policy: Any, state: Any, n: int) -> tuple[np.ndarray, ...]:
     """Per-sample recurrent states: given, or the policy's initial state for every sample."""
-    initial = [np.asarray(s, np.float32) for s in policy.get_initial_state()]
     if state is None:
-        return tuple(np.repeat(s[None], n, axis=0) for s in initial)
-    if not initial:
-        raise ValueError("state is only for recurrent policies (e.g. use_lstm=True); this policy has none.")
-    expected = [(n, *s.shape) for s in initial]
+        return initial_states(policy, n)
+    layout = recurrent_layout(policy)
+    if layout.kind == "none":
+        raise ValueError(
+            "state is only for recurrent policies (use_lstm=True or use_attention=True); "
+            "this policy has none."
+        )
+    expected = [(n, *shape) for shape in layout.shapes]
     arrays = [np.asarray(s, np.float32) for s in state]
     if [a.shape for a in arrays] != expected:
+        what = (
+            "the memory of previous steps' outputs per transformer unit"
+            if layout.kind == "attention"
+            else "the recurrent state"
+        )
         raise ValueError(
-            f"state must be a list of {len(expected)} arrays of shapes {expected} (the recurrent state "
-            f"each observation's step was taken in, e.g. the batch's state_in_* per step); "
+            f"state must be a list of {len(expected)} arrays of shapes {expected} ({what} each "
+            "observation's step was taken in, e.g. rllib_saliency.per_step_states(batch, policy)); "
             f"got shapes {[a.shape for a in arrays]}."
         )
     return tuple(arrays)
@@ -122,9 +131,11 @@ def explain(
         batch_size: most observations sent through the model at once.
         structured: also return the attributions in the original observation
             structure (``Attribution.structured``) for Dict/Tuple/Discrete spaces.
-        state: recurrent (LSTM) policies only: the state each observation's step
-            was taken in, one ``(N, ...)`` array per state input (default: the
-            initial state). Attributions are one-step saliency given that state.
+        state: recurrent policies only (LSTM, attention net): the state each
+            observation's step was taken in, one ``(N, ...)`` array per state
+            input (default: the initial state); :func:`per_step_states` rebuilds
+            it from a sample batch. Attributions are one-step saliency given that
+            state.
         backend: advanced: run on this backend instead of the policy's own (e.g. a
             model with re-initialised weights for the randomisation check).
         resolved_target: advanced: explain exactly the per-sample choices of an

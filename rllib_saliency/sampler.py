@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 
@@ -65,32 +63,3 @@ class ReservoirSampler:
         sample = self._obs[:n].copy(), self._actions[:n].copy(), tuple(e[:n].copy() for e in self._extras)
         self.seen = 0
         return sample
-
-
-def per_step_states(batch: Any) -> tuple[np.ndarray, ...]:
-    """The recurrent state each row's step was taken in, from an old-stack sample batch.
-
-    Batches keep ``state_in_k`` once per sequence (``seq_lens``) and
-    ``state_out_k`` per step: a sequence's first step starts from its
-    ``state_in``, every later step from the previous step's ``state_out``.
-    """
-    states = []
-    k = 0
-    while f"state_in_{k}" in batch:
-        state_in = np.asarray(batch[f"state_in_{k}"], np.float32)
-        state_out = np.asarray(batch[f"state_out_{k}"], np.float32)
-        seq_lens = np.asarray(batch["seq_lens"], np.int64)
-        if int(seq_lens.sum()) != len(state_out) or len(seq_lens) != len(state_in):
-            raise ValueError(
-                f"cannot align recurrent states: seq_lens sum to {int(seq_lens.sum())} for "
-                f"{len(state_out)} rows and {len(state_in)} sequences"
-            )
-        per_step = np.empty_like(state_out)
-        offset = 0
-        for index, length in enumerate(seq_lens):
-            per_step[offset] = state_in[index]
-            per_step[offset + 1 : offset + length] = state_out[offset : offset + length - 1]
-            offset += length
-        states.append(per_step)
-        k += 1
-    return tuple(states)

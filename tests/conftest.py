@@ -21,6 +21,21 @@ FRAMEWORK = os.environ.get("RLLIB_SALIENCY_TEST_FRAMEWORK", "tf")
 assert FRAMEWORK in ("tf", "tf2"), FRAMEWORK
 
 
+# A small GTrXL: two transformer units (two memory inputs), memory of 5 steps.
+ATTENTION_MODEL = {
+    "use_attention": True,
+    "attention_num_transformer_units": 2,
+    "attention_dim": 16,
+    "attention_num_heads": 2,
+    "attention_head_dim": 8,
+    "attention_position_wise_mlp_dim": 16,
+    "attention_memory_inference": 5,
+    "attention_memory_training": 5,
+    "max_seq_len": 8,
+    "fcnet_hiddens": [16],
+}
+
+
 def ppo_config(env: str = "CartPole-v1", num_env_runners: int = 0, **training):
     from ray.rllib.algorithms.ppo import PPOConfig
 

@@ -13,6 +13,7 @@ from ray.rllib.algorithms.callbacks import DefaultCallbacks, make_multi_callback
 from tb_events import load, scalars
 
 from rllib_saliency import SaliencyCallbacks
+from rllib_saliency.history import HISTORY_FILE, EvolutionHistory
 
 pytestmark = pytest.mark.slow
 
@@ -44,13 +45,9 @@ def test_unwritable_logdir_keeps_training_and_results(ray_cluster, tmp_path, cap
 
 
 def test_a_model_the_engine_cannot_handle_is_skipped(ray_cluster, tmp_path, caplog):
-    attention = {
-        "use_attention": True,
-        "attention_num_transformer_units": 1,
-        "attention_dim": 16,
-        "max_seq_len": 8,
-    }
-    config = ppo_config(model=attention).callbacks(
+    # An LSTM fed its previous action: explain() feeds observations and states only.
+    previous_action = {"use_lstm": True, "lstm_cell_size": 8, "max_seq_len": 8, "lstm_use_prev_action": True}
+    config = ppo_config(model=previous_action).callbacks(
         SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
     )
     algo = config.build_algo()
@@ -60,7 +57,7 @@ def test_a_model_the_engine_cannot_handle_is_skipped(ray_cluster, tmp_path, capl
         assert results[-1]["training_iteration"] == 2
         assert results[-1]["saliency"]["errors"] == 1  # reported once, then the policy is skipped
         messages = saliency_logs(caplog)
-        assert len(messages) == 1 and "attention net" in messages[0]
+        assert len(messages) == 1 and "lstm_use_prev_action=True" in messages[0]
     finally:
         algo.stop()
 
@@ -110,17 +107,11 @@ def test_checkpoint_restore_continues_steps_and_evolution_history(ray_cluster, t
         assert sorted(scalars(events, TAG)) == [*first, later]
         prefix = "saliency/default_policy/action/gradient"
         assert [e.step for e in events.Images(f"{prefix}/evolution")] == [*first, later]
-        history = _saliency_history(logdir)[prefix]
-        assert history["steps"] == [*first, later] and len(history["mean_abs"]) == 3
+        history = EvolutionHistory(str(logdir / HISTORY_FILE))[prefix]
+        assert history.steps == [*first, later] and len(history.values) == 3
         assert len(events.Tensors("saliency/config")) == 1  # config text on the first write only
     finally:
         restored.stop()
-
-
-def _saliency_history(logdir) -> dict:
-    import json
-
-    return json.loads((logdir / "saliency_history.json").read_text())
 
 
 class MarkingCallbacks(DefaultCallbacks):

@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import ray.cloudpickle
-from conftest import ppo_config, rollout_observations
+from conftest import ATTENTION_MODEL, FRAMEWORK, ppo_config, rollout_observations
 from PIL import Image
 from ray.rllib.policy.sample_batch import SampleBatch
 from tb_events import decode_png, load, scalars
@@ -179,6 +179,11 @@ def setup(trained, tmp_path_factory):
     lstm.train()
     lstm_checkpoint = str(root / "lstm_algorithm")
     lstm.save(lstm_checkpoint)
+    # An attention net, as a policy checkpoint: the CLI's own rollout loop keeps its memory.
+    attention = ppo_config(model=ATTENTION_MODEL).build_algo()
+    attention.train()
+    attention_checkpoint = str(root / "attention_policy")
+    attention.get_policy().export_checkpoint(attention_checkpoint)
 
     # Not checkpoints, or not supported ones.
     not_a_checkpoint = root / "not_a_checkpoint"
@@ -299,6 +304,17 @@ def setup(trained, tmp_path_factory):
                 "--quiet",
             ]  # fmt: skip
         },
+        "attention": {
+            "args": [
+                "explain",
+                attention_checkpoint,
+                "--episodes",
+                "1",
+                "--out",
+                str(out / "attention"),
+                "--quiet",
+            ]  # fmt: skip
+        },
         "image": {
             "args": [
                 "explain",
@@ -341,10 +357,11 @@ def setup(trained, tmp_path_factory):
         "policy": cartpole.get_policy(),
         "custom_policy": custom.get_policy(),
         "lstm_policy": lstm.get_policy(),
+        "attention_policy": attention.get_policy(),
         "image_policy": image.get_policy(),
         "step": saved_step,
     }
-    for algo in (custom, lstm, image):
+    for algo in (custom, lstm, attention, image):
         algo.stop()
 
 
@@ -501,6 +518,35 @@ def test_explain_recurrent_policy_with_the_recorded_states(setup):
         data["actions"], policy.compute_actions_from_input_dict(batch, explore=False)[0]
     )
     reference = explain(policy, obs, "gradient", "logp", state=states)
+    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-7)
+
+
+def test_explain_attention_policy_checkpoint_keeps_the_memory(setup):
+    result = setup["results"]["attention"]
+    assert result.returncode == 0, describe(result)
+    data = np.load(setup["out"] / "attention" / "attributions_default_policy_action_gradient.npz")
+    obs, memories = data["observations"], [data["state_in_0"], data["state_in_1"]]
+    assert memories[0].shape == (len(obs), 5, 16)
+    np.testing.assert_array_equal(memories[0][0], 0.0)  # an episode starts with an empty memory
+    # Each step's memory is the previous one moved on by a step: its newest row
+    # becomes the next-to-newest of the next step.
+    np.testing.assert_array_equal(memories[0][1:, :-1], memories[0][:-1, 1:])
+    assert np.abs(memories[0][1:, -1]).max() > 0
+    if FRAMEWORK == "tf2":
+        # RLlib 2.60's eager attention net loses 27 of its 66 variables in checkpoints
+        # (see test_recurrent), so the restored policy differs from the trained one; the
+        # command says so, and the comparison below cannot hold.
+        assert "misses 27 of the model's 66 variables" in result.stderr, describe(result)
+        return
+    policy = setup["attention_policy"]
+    batch = SampleBatch(
+        {"obs": obs, "seq_lens": np.ones(len(obs), np.int32)}
+        | {f"state_in_{k}": memory for k, memory in enumerate(memories)}
+    )
+    np.testing.assert_array_equal(
+        data["actions"], policy.compute_actions_from_input_dict(batch, explore=False)[0]
+    )
+    reference = explain(policy, obs, "gradient", "action", state=memories)
     np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-7)
 
 

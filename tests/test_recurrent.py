@@ -1,49 +1,64 @@
-"""LSTM policies: one-step saliency given the recurrent state recorded in the batch."""
+"""Recurrent policies (LSTM, attention net): one-step saliency given the state recorded in the batch."""
 
 from __future__ import annotations
 
+import logging
+import re
+
 import numpy as np
 import pytest
-from conftest import ppo_config
+from conftest import ATTENTION_MODEL, FRAMEWORK, ppo_config
 from tb_events import load, scalars
 
 from rllib_saliency import SaliencyCallbacks, explain
+from rllib_saliency.backends.tf_eager import TFEagerBackend, untracked_variables
 from rllib_saliency.callbacks import _saliency_callbacks
-from rllib_saliency.sampler import per_step_states
+from rllib_saliency.recurrent import per_step_states
 
 pytestmark = pytest.mark.slow
 
 LSTM = {"use_lstm": True, "lstm_cell_size": 8, "max_seq_len": 8}
+MODELS = {"lstm": LSTM, "attention": ATTENTION_MODEL}
+STATE_SHAPES = {"lstm": [(8,), (8,)], "attention": [(5, 16), (5, 16)]}
 
 
-@pytest.fixture(scope="module")
-def lstm_algo(ray_cluster, tmp_path_factory):
-    logdir = tmp_path_factory.mktemp("lstm")
-    config = ppo_config(model=LSTM).callbacks(
+@pytest.fixture(scope="module", params=sorted(MODELS))
+def recurrent_algo(request, ray_cluster, tmp_path_factory):
+    logdir = tmp_path_factory.mktemp(request.param)
+    config = ppo_config(model=MODELS[request.param]).callbacks(
         SaliencyCallbacks.configure(
             methods=("gradient", "integrated_gradients"), targets=("action", "logp"), logdir=str(logdir)
         )
     )
     algo = config.build_algo()
     result = algo.train()
-    yield algo, result, logdir
+    yield request.param, algo, result, logdir
     algo.stop()
 
 
-def test_per_step_states_reproduce_the_sampled_outputs(lstm_algo):
-    algo, _, _ = lstm_algo
+def test_per_step_states_reproduce_the_sampled_outputs(recurrent_algo):
+    kind, algo, _, _ = recurrent_algo
     batch = algo.env_runner.sample()
     batch = batch.as_multi_agent().policy_batches["default_policy"]
-    states = per_step_states(batch)
-    assert [s.shape for s in states] == [(len(batch), 8), (len(batch), 8)]
     policy = algo.get_policy()
+    graph = policy.get_session().graph if FRAMEWORK == "tf" else None
+    ops_before = len(graph.get_operations()) if graph is not None else 0
+    states = per_step_states(batch, policy)
+    assert [s.shape for s in states] == [(len(batch), *shape) for shape in STATE_SHAPES[kind]]
+    # The first sequence continues an episode from the previous sample() call, and
+    # the batch's state_in for it is not quite the state RLlib acted from (seen:
+    # LSTM row 0 of 256 off; attention: the first sequence off by up to 4e-3,
+    # fading as the memory window moves past it), so it is left out. Every other
+    # step gives exactly the logits RLlib computed while sampling.
+    rest = slice(int(batch["seq_lens"][0]), None)
     for k in range(2):
-        # The state rebuilt per step gives exactly the logits RLlib computed while sampling.
-        # Row 0 continues an episode from the previous sample() call, and the batch's
-        # state_in for it is not the state RLlib acted from (seen: 1 row of 256), so
-        # it is left out; every other step matches.
         values = explain(policy, batch["obs"], "gradient", f"action_{k}", state=states).target_values
-        np.testing.assert_allclose(values[1:], batch["action_dist_inputs"][1:, k], atol=1e-5)
+        np.testing.assert_allclose(values[rest], batch["action_dist_inputs"][rest, k], atol=1e-5)
+        # The state matters: from the initial state the outputs are different.
+        initial = explain(policy, batch["obs"], "gradient", f"action_{k}").target_values
+        assert np.abs(initial[rest] - batch["action_dist_inputs"][rest, k]).max() > 1e-3
+    if graph is not None:  # rebuilding the states and explaining added nothing to the policy's graph
+        assert len(graph.get_operations()) == ops_before
 
 
 def dist_inputs_through_policy(policy, obs, states):
@@ -59,29 +74,35 @@ def dist_inputs_through_policy(policy, obs, states):
     return extra["action_dist_inputs"]
 
 
-def test_gradient_given_the_state_matches_finite_differences(lstm_algo):
-    algo, _, _ = lstm_algo
+def test_gradient_given_the_state_matches_finite_differences(recurrent_algo):
+    _, algo, _, _ = recurrent_algo
     policy = algo.get_policy()
     obs, _ = _saliency_callbacks(algo.env_runner.callbacks).last_explained["default_policy"]
     states = _saliency_callbacks(algo.env_runner.callbacks).last_states["default_policy"]
     obs, states = obs[:16], [s[:16] for s in states]
     attribution = explain(policy, obs, "gradient", "action_1", state=states)
-    eps = 5e-3  # see test_engine's finite-difference test for the tolerance
-    numeric = np.zeros_like(obs)
+    eps = 1e-3
+    at_obs = dist_inputs_through_policy(policy, obs, states)[:, 1]
+    forward, backward = np.zeros_like(obs), np.zeros_like(obs)
     for j in range(obs.shape[1]):
         step = np.zeros_like(obs)
         step[:, j] = eps
-        plus = dist_inputs_through_policy(policy, obs + step, states)
-        minus = dist_inputs_through_policy(policy, obs - step, states)
-        numeric[:, j] = (plus[:, 1] - minus[:, 1]) / (2 * eps)
+        forward[:, j] = (dist_inputs_through_policy(policy, obs + step, states)[:, 1] - at_obs) / eps
+        backward[:, j] = (at_obs - dist_inputs_through_policy(policy, obs - step, states)[:, 1]) / eps
+    # ReLU nets are piecewise smooth: the small attention net has kinks within eps
+    # of about 30 % of these entries (CartPole observations are near 0), where no
+    # finite difference tells the gradient. Check where the one-sided slopes agree.
+    smooth = np.abs(forward - backward) < 5e-4 + 1e-2 * np.abs(forward)
+    assert smooth.mean() > 0.5
+    numeric = (forward + backward) / 2
     assert np.abs(numeric).max() > 1e-3
-    np.testing.assert_allclose(attribution.values, numeric, rtol=1e-2, atol=2e-4)
+    np.testing.assert_allclose(attribution.values[smooth], numeric[smooth], rtol=1e-2, atol=5e-4)
     # The state matters: from the initial state the map differs.
     assert not np.allclose(explain(policy, obs, "gradient", "action_1").values, attribution.values)
 
 
-def test_callback_logs_lstm_policies(lstm_algo):
-    algo, result, logdir = lstm_algo
+def test_callback_logs_recurrent_policies(recurrent_algo):
+    _, algo, result, logdir = recurrent_algo
     assert "errors" not in result["saliency"]
     events = load(str(logdir))
     obs, actions = _saliency_callbacks(algo.env_runner.callbacks).last_explained["default_policy"]
@@ -94,12 +115,29 @@ def test_callback_logs_lstm_policies(lstm_algo):
     np.testing.assert_allclose(logged, np.abs(attribution.values).mean(axis=0), rtol=1e-4)
 
 
-def test_bad_state_is_a_clear_error(lstm_algo, trained):
-    algo, _, _ = lstm_algo
+def test_bad_state_is_a_clear_error(recurrent_algo, trained):
+    kind, algo, _, _ = recurrent_algo
     obs = np.zeros((3, 4), np.float32)
-    with pytest.raises(
-        ValueError, match=r"state must be a list of 2 arrays of shapes \[\(3, 8\), \(3, 8\)\]"
-    ):
+    shapes = ", ".join(str((3, *shape)) for shape in STATE_SHAPES[kind])
+    with pytest.raises(ValueError, match=re.escape(f"state must be a list of 2 arrays of shapes [{shapes}]")):
         explain(algo.get_policy(), obs, state=[np.zeros((3, 8))])
     with pytest.raises(ValueError, match="state is only for recurrent policies"):
         explain(trained("CartPole-v1").get_policy(), obs, state=[np.zeros((3, 8))])
+
+
+@pytest.mark.skipif(FRAMEWORK != "tf2", reason="eager mode only: graph mode names variables uniquely")
+def test_eager_variables_rllib_does_not_track_are_reported(recurrent_algo, caplog):
+    kind, algo, _, _ = recurrent_algo
+    model = algo.get_policy().model
+    missing, total = untracked_variables(model)
+    # RLlib's TFModelV2.variables() keys variables by name; the GTrXL's unnamed
+    # add_weight variables share names in eager mode and all but one per name drop out.
+    names = [v.name for v in model.variables()]
+    assert len(names) == len(set(names)) == total - missing
+    if kind == "lstm":
+        assert missing == 0
+        return
+    assert (missing, total) == (27, 66)
+    with caplog.at_level(logging.WARNING, logger="rllib_saliency"):
+        TFEagerBackend(algo.get_policy(), "default_policy")
+    assert "misses 27 of the model's 66 variables" in caplog.text

@@ -6,6 +6,7 @@ import weakref
 from typing import Any
 
 from rllib_saliency.backends.base import Backend, ModelOutputs, TargetFunction
+from rllib_saliency.recurrent import PREVIOUS_ACTION_OPTIONS
 
 __all__ = [
     "Backend",
@@ -57,10 +58,13 @@ def check_supported(policy: Any) -> str:
             "old API stack: config.api_stack(enable_rl_module_and_learner=False, "
             "enable_env_runner_and_connector_v2=False)."
         )
-    if policy.config.get("model", {}).get("use_attention"):
+    model_config = policy.config.get("model", {})
+    previous = [name for name in PREVIOUS_ACTION_OPTIONS if model_config.get(name)]
+    if previous:
         raise TypeError(
-            f"policy {policy_id_of(policy)!r} uses RLlib's attention net (use_attention=True), whose "
-            "memory inputs explain() does not support; feed-forward and LSTM models are supported."
+            f"policy {policy_id_of(policy)!r} feeds previous actions/rewards into its model "
+            f"({', '.join(f'{name}={model_config[name]!r}' for name in previous)}); explain() feeds "
+            "observations and recurrent states only. Train without these options to explain the policy."
         )
     return mode
 

@@ -18,10 +18,12 @@ from rllib_saliency.targets import ResolvedTarget
 
 @dataclass(frozen=True)
 class ModelOutputs:
-    """The policy's own outputs for a batch: model output and greedy action."""
+    """The policy's own outputs for a batch: model output, greedy action and,
+    for recurrent models, the state outputs of this step."""
 
     dist_inputs: np.ndarray
     greedy_actions: np.ndarray
+    state_outs: tuple[np.ndarray, ...] = ()
 
 
 class Backend(Protocol):
@@ -31,7 +33,7 @@ class Backend(Protocol):
         """Make the next computations use the policy's current weights."""
 
     def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
-        """The model output and greedy actions at ``obs`` (recurrent models: in ``states``)."""
+        """The model outputs at ``obs`` (recurrent models: one step from ``states``)."""
 
     def evaluate(
         self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool

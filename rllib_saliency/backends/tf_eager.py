@@ -7,6 +7,7 @@ counts traces (tests check it stays bounded).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,59 @@ import tensorflow as tf
 
 from rllib_saliency.backends._tf_targets import target_tensor, value_function_error
 from rllib_saliency.backends.base import ModelOutputs
+from rllib_saliency.recurrent import recurrent_layout
 from rllib_saliency.targets import ResolvedTarget
+
+logger = logging.getLogger("rllib_saliency")
+
+
+def untracked_variables(model: Any) -> tuple[int, int]:
+    """``(missing, total)``: variables of the model's Keras parts that ``model.variables()`` misses.
+
+    RLlib's ``TFModelV2.variables()`` keys variables by name. In eager mode
+    names are not made unique, so unnamed weights of one layer (RLlib's own
+    GTrXL: the GRU gates' and attention's ``add_weight`` calls) collide and
+    all but one drop out: they are then neither trained, nor synced to env
+    runners, nor saved in checkpoints.
+    """
+    listed = {id(v) for v in model.variables()}
+    found: dict[int, Any] = {}
+    stack = [model.__dict__]
+    seen: set[int] = set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, tf.Module):
+            found.update((id(v), v) for v in item.variables)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif hasattr(item, "variables") and hasattr(item, "__dict__") and callable(item.variables):
+            stack.append(item.__dict__)  # a nested ModelV2
+    found.update((id(v), v) for v in model.variables())
+    return len(set(found) - listed), len(found)
+
+
+def _warn_untracked_variables(model: Any, policy_id: str) -> None:
+    try:
+        missing, total = untracked_variables(model)
+    except Exception as error:  # noqa: BLE001 - a diagnostic must not stop explaining
+        logger.debug("could not count the variables of policy %r: %s", policy_id, error)
+        return
+    if missing:
+        logger.warning(
+            "policy %r: RLlib's model.variables() misses %d of the model's %d variables (their names "
+            "collide in eager mode), so RLlib neither trains them nor saves them in checkpoints nor "
+            "syncs them to env runners. Saliency explains the model as it runs in this process; a "
+            "restored checkpoint of it gives different outputs. framework('tf') does not have this "
+            "problem.",
+            policy_id,
+            missing,
+            total,
+        )
 
 
 class TFEagerBackend:
@@ -36,20 +89,22 @@ class TFEagerBackend:
         }
         # Recurrent models: one step per sample, from the state given for that sample.
         self._state_specs = tuple(
-            tf.TensorSpec((None, *np.shape(s)), tf.float32) for s in policy.get_initial_state()
+            tf.TensorSpec((None, *shape), tf.float32) for shape in recurrent_layout(policy).shapes
         )
         self._forward = tf.function(self._forward_impl, input_signature=[self._obs_spec, self._state_specs])
         self._functions: dict[tuple[str, bool], Callable] = {}
+        if model is None:
+            _warn_untracked_variables(policy.model, policy_id)
 
-    def _dist_inputs(self, obs: tf.Tensor, states: tuple[tf.Tensor, ...]) -> tf.Tensor:
+    def _run_model(self, obs: tf.Tensor, states: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, list]:
         seq_lens = tf.ones(tf.shape(obs)[:1], tf.int32) if states else None
-        dist_inputs, _ = self._model({"obs": obs, "is_training": False}, list(states), seq_lens)
-        return dist_inputs
+        return self._model({"obs": obs, "is_training": False}, list(states), seq_lens)
 
-    def _forward_impl(self, obs: tf.Tensor, states: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, tf.Tensor]:
+    def _forward_impl(self, obs: tf.Tensor, states: tuple[tf.Tensor, ...]) -> tuple:
         self.trace_count += 1
-        dist_inputs = self._dist_inputs(obs, states)
-        return dist_inputs, self._policy.dist_class(dist_inputs, self._model).deterministic_sample()
+        dist_inputs, state_outs = self._run_model(obs, states)
+        greedy = self._policy.dist_class(dist_inputs, self._model).deterministic_sample()
+        return dist_inputs, greedy, tuple(state_outs)
 
     def _check_states(self, states: tuple[np.ndarray, ...]) -> tuple:
         if len(states) != len(self._state_specs):
@@ -71,7 +126,7 @@ class TFEagerBackend:
                 with tf.GradientTape(watch_accessed_variables=False) as tape:
                     tape.watch(obs)
                     values = target_tensor(
-                        kind, self._dist_inputs(obs, states), self._model, self._policy.dist_class, selection
+                        kind, self._run_model(obs, states)[0], self._model, self._policy.dist_class, selection
                     )
                 if not with_gradient:
                     return values, tf.zeros((0,), tf.float32)
@@ -87,8 +142,10 @@ class TFEagerBackend:
         """Nothing to do: the policy's own model (and its current weights) is used."""
 
     def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
-        dist_inputs, greedy = self._forward(tf.convert_to_tensor(obs, tf.float32), self._check_states(states))
-        return ModelOutputs(dist_inputs.numpy(), greedy.numpy())
+        dist_inputs, greedy, state_outs = self._forward(
+            tf.convert_to_tensor(obs, tf.float32), self._check_states(states)
+        )
+        return ModelOutputs(dist_inputs.numpy(), greedy.numpy(), tuple(s.numpy() for s in state_outs))
 
     def evaluate(
         self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool

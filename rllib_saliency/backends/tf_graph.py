@@ -19,6 +19,7 @@ from ray.rllib.models import ModelCatalog
 
 from rllib_saliency.backends._tf_targets import target_tensor, value_function_error
 from rllib_saliency.backends.base import ModelOutputs
+from rllib_saliency.recurrent import recurrent_layout
 from rllib_saliency.targets import ResolvedTarget
 
 tf1 = tf.compat.v1
@@ -39,8 +40,8 @@ class TFGraphBackend:
             self.obs = tf1.placeholder(tf.float32, (None, *policy.observation_space.shape), name="obs")
             # Recurrent models: one step per sample, from the state fed for that sample.
             self._state_inputs = [
-                tf1.placeholder(tf.float32, (None, *np.shape(s)), name=f"state_in_{i}")
-                for i, s in enumerate(policy.get_initial_state())
+                tf1.placeholder(tf.float32, (None, *shape), name=f"state_in_{i}")
+                for i, shape in enumerate(recurrent_layout(policy).shapes)
             ]
             self._model = ModelCatalog.get_model_v2(
                 policy.observation_space,
@@ -51,7 +52,7 @@ class TFGraphBackend:
                 name="saliency_replica",
             )
             seq_lens = tf.ones(tf.shape(self.obs)[:1], tf.int32) if self._state_inputs else None
-            self._dist_inputs, _ = self._model(
+            self._dist_inputs, self._state_outs = self._model(
                 {"obs": self.obs, "is_training": tf.constant(False)}, self._state_inputs, seq_lens
             )
             dist = policy.dist_class(self._dist_inputs, self._model)
@@ -113,10 +114,10 @@ class TFGraphBackend:
         return {self.obs: obs, **dict(zip(self._state_inputs, states, strict=True))}
 
     def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
-        dist_inputs, greedy = self._session.run(
-            [self._dist_inputs, self._greedy_actions], self._feed(obs, states)
+        dist_inputs, greedy, state_outs = self._session.run(
+            [self._dist_inputs, self._greedy_actions, self._state_outs], self._feed(obs, states)
         )
-        return ModelOutputs(dist_inputs, greedy)
+        return ModelOutputs(dist_inputs, greedy, tuple(state_outs))
 
     def _target(self, kind: str) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
         """(value, gradient, selection placeholder) for a target kind, built once."""

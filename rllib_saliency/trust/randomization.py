@@ -18,6 +18,7 @@ import numpy as np
 
 from rllib_saliency.backends import Backend, check_supported, policy_id_of
 from rllib_saliency.engine import Attribution, explain
+from rllib_saliency.recurrent import initial_states
 from rllib_saliency.trust.ranks import per_sample_rank_corr
 
 _randomized: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -64,7 +65,7 @@ def randomized_backend(policy: Any, seed: int = 0) -> Backend:
         backend = TFEagerBackend(policy, policy_id_of(policy), model=model)
         backend.forward(  # builds the model's variables
             np.zeros((1, *policy.observation_space.shape), np.float32),
-            tuple(np.zeros((1, *np.shape(s)), np.float32) for s in policy.get_initial_state()),
+            initial_states(policy, 1),
         )
         variables = model.variables()
         for variable, value in zip(
