@@ -307,6 +307,7 @@ class SaliencyCallbacks(DefaultCallbacks):
         self._writer: Any = None
         self._config_written = False
         self._history = EvolutionHistory()
+        self._layouts: dict[str, Any] = {}
         self._skipped: dict[str, int] = {}
 
     @classmethod
@@ -583,7 +584,13 @@ class SaliencyCallbacks(DefaultCallbacks):
                 f"feature_names for policy {policy_id!r} has {len(names)} names but the policy's "
                 f"observations have {size} features; using the default names.",
             )
-        return feature_layout(observation_space).names
+        return self._layout_of(policy_id, observation_space).names
+
+    def _layout_of(self, policy_id: str, observation_space: Any) -> Any:
+        """A policy's feature layout, worked out once per policy (its space does not change)."""
+        if policy_id not in self._layouts:
+            self._layouts[policy_id] = feature_layout(observation_space)
+        return self._layouts[policy_id]
 
     def _names_for(self, algorithm: Any, summary: MergedSummary) -> list[str]:
         space = algorithm.get_policy(summary.policy_id).observation_space
@@ -591,7 +598,8 @@ class SaliencyCallbacks(DefaultCallbacks):
 
     def _shares(self, algorithm: Any, summary: MergedSummary) -> dict[str, float]:
         """Each top-level key's share of the total mean |attribution| (structured observations)."""
-        top_keys = feature_layout(algorithm.get_policy(summary.policy_id).observation_space).top_keys
+        space = algorithm.get_policy(summary.policy_id).observation_space
+        top_keys = self._layout_of(summary.policy_id, space).top_keys
         total = float(summary.mean_abs.sum())
         if top_keys is None or total <= 0:
             return {}
@@ -690,7 +698,7 @@ class SaliencyCallbacks(DefaultCallbacks):
         for policy_id, chunks in observations.items():
             policy = algorithm.get_policy(policy_id)
             obs = np.concatenate(chunks)
-            feature_names = feature_layout(policy.observation_space).names
+            feature_names = self._layout_of(policy_id, policy.observation_space).names
             for target in _all_action_targets(policy.action_space):
                 try:
                     found = maximize_activation(

@@ -42,6 +42,14 @@ class Backend(Protocol):
         Recurrent models take their per-sample state from ``target.states``."""
 
 
+def check_state_count(policy_id: str, expected: int, states: tuple) -> None:
+    """For direct backend callers: ``explain()`` has checked the states' shapes already."""
+    if len(states) != expected:
+        raise ValueError(
+            f"policy {policy_id!r} has {expected} recurrent state inputs; got {len(states)} state arrays."
+        )
+
+
 class TargetFunction:
     """A backend with a resolved target bound: what attribution methods call.
 

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from rllib_saliency.backends._tf_targets import target_tensor, value_function_error
-from rllib_saliency.backends.base import ModelOutputs
+from rllib_saliency.backends.base import ModelOutputs, check_state_count
 from rllib_saliency.recurrent import recurrent_layout
 from rllib_saliency.targets import ResolvedTarget
 
@@ -107,11 +107,7 @@ class TFEagerBackend:
         return dist_inputs, greedy, tuple(state_outs)
 
     def _check_states(self, states: tuple[np.ndarray, ...]) -> tuple:
-        if len(states) != len(self._state_specs):
-            raise ValueError(
-                f"policy {self._policy_id!r} has {len(self._state_specs)} recurrent state inputs; "
-                f"got {len(states)} state arrays."
-            )
+        check_state_count(self._policy_id, len(self._state_specs), states)
         return tuple(tf.convert_to_tensor(s, tf.float32) for s in states)
 
     def _function(self, kind: str, with_gradient: bool) -> Callable:

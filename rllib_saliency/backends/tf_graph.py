@@ -18,7 +18,7 @@ import tensorflow as tf
 from ray.rllib.models import ModelCatalog
 
 from rllib_saliency.backends._tf_targets import target_tensor, value_function_error
-from rllib_saliency.backends.base import ModelOutputs
+from rllib_saliency.backends.base import ModelOutputs, check_state_count
 from rllib_saliency.recurrent import recurrent_layout
 from rllib_saliency.targets import ResolvedTarget
 
@@ -106,11 +106,7 @@ class TFGraphBackend:
         self._synced_weights = values
 
     def _feed(self, obs: np.ndarray, states: tuple[np.ndarray, ...]) -> dict:
-        if len(states) != len(self._state_inputs):
-            raise ValueError(
-                f"policy {self._policy_id!r} has {len(self._state_inputs)} recurrent state inputs; "
-                f"got {len(states)} state arrays."
-            )
+        check_state_count(self._policy_id, len(self._state_inputs), states)
         return {self.obs: obs, **dict(zip(self._state_inputs, states, strict=True))}
 
     def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
