@@ -8,12 +8,16 @@ built; then, 1,000 times, a real sampled batch goes through the env runner's
 the runner, trust metrics, merging, TensorBoard writing, images every 10th).
 Reported: resident memory at the start and end, op counts of the policy's
 graph and of the engine's private graphs, eager trace counts, and time per
-computation over the first and last 100. Then a real training of
+computation over the first and last 100. "Warm" is after 200 computations,
+when matplotlib's font and text-layout caches (a bounded one-off: about 15 to
+40 MiB over the first 20 image renders) have filled. Then a real training of
 ``--train-iterations`` iterations with every=1 (graph mode), memory and
 iteration time at the start and end. Prints a table and writes
 benchmarks/results/soak.json.
 
-Usage: python benchmarks/soak.py [--computations 1000] [--train-iterations 100]
+The same training without rllib-saliency is the baseline for the training rows.
+
+Usage: python benchmarks/soak.py [--computations 1000] [--train-iterations 100] [--only-training]
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ def rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def build(framework: str, logdir: str, batch: int = 256):
+def build(framework: str, logdir: str, batch: int = 256, saliency: bool = True):
     import ray
     from ray.rllib.algorithms.ppo import PPOConfig
 
@@ -51,8 +55,9 @@ def build(framework: str, logdir: str, batch: int = 256):
         .framework(framework)
         .env_runners(num_env_runners=0)
         .training(train_batch_size=batch, minibatch_size=128, num_epochs=1)
-        .callbacks(SaliencyCallbacks.configure(every=1, logdir=logdir))
     )
+    if saliency:
+        config = config.callbacks(SaliencyCallbacks.configure(every=1, logdir=logdir))
     return config.build_algo()
 
 
@@ -80,6 +85,8 @@ def soak(framework: str, computations: int) -> dict:
 
         times, memory = [], []
         start_state = None
+        warm = min(200, computations // 2)
+        warm_rss = None
         for i in range(computations):
             runner_callbacks.on_sample_end(worker=worker, samples=batch)
             result = {"training_iteration": i + 1, "timesteps_total": (i + 1) * len(batch)}
@@ -88,8 +95,10 @@ def soak(framework: str, computations: int) -> dict:
             times.append(time.perf_counter() - started)
             if "errors" in result.get("saliency", {}):
                 raise SystemExit(f"saliency errors in the soak: {result['saliency']}")
-            if i == 9:  # after warm-up: everything built and traced
+            if i == 9:  # everything built and traced
                 start_state = {"rss_mb": rss_mb(), "policy_graph_ops": policy_ops(), **engine_state()}
+            if i == warm - 1:  # matplotlib's font and text caches warmed up too (20 image renders)
+                warm_rss = rss_mb()
             memory.append(rss_mb())
         end_state = {"rss_mb": rss_mb(), "policy_graph_ops": policy_ops(), **engine_state()}
         algo.stop()
@@ -100,14 +109,17 @@ def soak(framework: str, computations: int) -> dict:
         "start": start_state,
         "end": end_state,
         "rss_growth": end_state["rss_mb"] / start_state["rss_mb"] - 1,
+        "rss_mb_after_warmup": warm_rss,
+        "warmup_computations": warm,
+        "rss_growth_after_warmup": end_state["rss_mb"] / warm_rss - 1,
         "ms_per_computation_first": 1e3 * statistics.median(times[10 : 10 + window]),
         "ms_per_computation_last": 1e3 * statistics.median(times[-window:]),
     }
 
 
-def train(iterations: int) -> dict:
+def train(iterations: int, saliency: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as logdir:
-        algo = build("tf", logdir)
+        algo = build("tf", logdir, saliency=saliency)
         times, memory = [], []
         for _ in range(iterations):
             started = time.perf_counter()
@@ -132,16 +144,20 @@ def main() -> None:
     )
     parser.add_argument("--computations", type=int, default=1000)
     parser.add_argument("--train-iterations", type=int, default=100)
-    parser.add_argument("--child", choices=("tf", "tf2", "train"), help=argparse.SUPPRESS)
+    parser.add_argument("--only-training", action="store_true", help="run the training rows only")
+    parser.add_argument("--child", choices=("tf", "tf2", "train", "baseline"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         import rllib_saliency  # noqa: F401
 
-        row = train(args.train_iterations) if args.child == "train" else soak(args.child, args.computations)
+        if args.child in ("train", "baseline"):
+            row = train(args.train_iterations, saliency=args.child == "train")
+        else:
+            row = soak(args.child, args.computations)
         print(json.dumps(row))
         return
-    rows = {}
-    for child in ("tf", "tf2", "train"):
+    rows = json.loads((RESULTS / "soak.json").read_text()) if args.only_training else {}
+    for child in ("train", "baseline") if args.only_training else ("tf", "tf2", "train", "baseline"):
         command = [sys.executable, __file__, "--child", child, "--computations", str(args.computations)]
         command += ["--train-iterations", str(args.train_iterations)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -151,8 +167,8 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "soak.json").write_text(json.dumps(rows, indent=2))
     print(
-        "| mode | computations | RSS start → end (MiB) | growth | policy graph ops | engine "
-        "| ms/computation first → last 100 |"
+        "| mode | computations | RSS start → warm → end (MiB) | growth from start / from warm "
+        "| policy graph ops | engine | ms/computation first → last 100 |"
     )
     print("|---|---|---|---|---|---|---|")
     for mode in ("tf", "tf2"):
@@ -165,17 +181,19 @@ def main() -> None:
         ops = f"{r['start']['policy_graph_ops']} → {r['end']['policy_graph_ops']}" if mode == "tf" else "n/a"
         print(
             f"| {'graph (tf)' if mode == 'tf' else 'eager (tf2)'} | {r['computations']} "
-            f"| {r['start']['rss_mb']:.0f} → {r['end']['rss_mb']:.0f} | {r['rss_growth']:+.1%} "
+            f"| {r['start']['rss_mb']:.0f} → {r['rss_mb_after_warmup']:.0f} → {r['end']['rss_mb']:.0f} "
+            f"| {r['rss_growth']:+.1%} / {r['rss_growth_after_warmup']:+.1%} "
             f"| {ops} | {engine} "
             f"| {r['ms_per_computation_first']:.0f} → {r['ms_per_computation_last']:.0f} |"
         )
-    t = rows["train"]
-    print(
-        f"\nReal training, graph mode, every=1, {t['iterations']} iterations: "
-        f"RSS {t['rss_mb_after_first']:.0f} → "
-        f"{t['rss_mb_end']:.0f} MiB ({t['rss_growth']:+.1%}), {t['s_per_iteration_first']:.2f} → "
-        f"{t['s_per_iteration_last']:.2f} s per iteration."
-    )
+    for key, label in (("train", "with rllib-saliency, every=1"), ("baseline", "without rllib-saliency")):
+        t = rows[key]
+        print(
+            f"\nReal training, graph mode, {label}, {t['iterations']} iterations: "
+            f"RSS {t['rss_mb_after_first']:.0f} → "
+            f"{t['rss_mb_end']:.0f} MiB ({t['rss_growth']:+.1%}), {t['s_per_iteration_first']:.2f} → "
+            f"{t['s_per_iteration_last']:.2f} s per iteration."
+        )
 
 
 if __name__ == "__main__":

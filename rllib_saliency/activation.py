@@ -210,8 +210,9 @@ def maximize_activation(
 
     Recurrent models (``use_lstm``, ``use_attention``): the target is the
     model's output for one step from its initial state (an attention net: an
-    empty memory), as :func:`~rllib_saliency.explain` without ``state``; only
-    the observation is optimised.
+    empty memory; previous actions/rewards: zeros), as
+    :func:`~rllib_saliency.explain` without ``state``; only the observation is
+    optimised.
 
     The box: the observation space's bounds where finite. Bounds that are
     infinite or beyond ±1e6 (gymnasium's "unbounded", e.g. CartPole's

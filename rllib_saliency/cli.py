@@ -513,25 +513,34 @@ def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int
     try:
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
-            state = [s[0] for s in initial_states(policy, 1)]  # [] unless the model is recurrent
+            # The step inputs besides the observation: [] unless the model is recurrent.
+            inputs = [s[0] for s in initial_states(policy, 1)]
             finished = False
             while not finished:
                 seen = preprocessor.transform(obs) if preprocessor is not None else np.asarray(obs)
-                action, state_out, _ = policy.compute_single_action(seen, state=state or None, explore=False)
+                state, previous = layout.split(inputs) if inputs else ([], {})
+                action, state_out, _ = policy.compute_single_action(
+                    seen,
+                    state=state or None,
+                    prev_action=previous.get("prev_actions"),
+                    prev_reward=previous.get("prev_rewards"),
+                    explore=False,
+                )
                 observations.append(seen)
                 actions.append(action)
                 episode_ids.append(episode)
-                if state:
-                    states.append([np.asarray(s, np.float32) for s in state])
-                state = next_state(layout, state, state_out) if state else []
+                if inputs:
+                    states.append(inputs)
                 if config.get("normalize_actions", True):
                     env_action = unsquash_action(action, policy.action_space_struct)
                 elif config.get("clip_actions", False):
                     env_action = clip_action(action, policy.action_space_struct)
                 else:
                     env_action = action
-                obs, _, terminated, truncated, _ = env.step(env_action)
+                obs, reward, terminated, truncated, _ = env.step(env_action)
                 finished = terminated or truncated
+                if inputs:
+                    inputs = next_state(layout, inputs, state_out, action, reward)
             bar.update(1)
     finally:
         env.close()
@@ -783,6 +792,7 @@ def _greedy_actions(policy: Any, obs: np.ndarray) -> np.ndarray:
     from ray.rllib.policy.sample_batch import SampleBatch
 
     from rllib_saliency.engine import _check_states
+    from rllib_saliency.recurrent import recurrent_layout
 
     actions = []
     for start in range(0, len(obs), 1024):
@@ -790,8 +800,9 @@ def _greedy_actions(policy: Any, obs: np.ndarray) -> np.ndarray:
         # An input dict, not compute_actions(state_batches=...): in Ray 2.60 the eager
         # policies' compute_actions drops the state batches.
         batch = {"obs": rows}
-        for k, state in enumerate(_check_states(policy, None, len(rows))):
-            batch[f"state_in_{k}"] = state
+        names = recurrent_layout(policy).names
+        for name, value in zip(names, _check_states(policy, None, len(rows)), strict=True):
+            batch[name] = value
             batch["seq_lens"] = np.ones(len(rows), np.int32)
         actions.append(policy.compute_actions_from_input_dict(SampleBatch(batch), explore=False)[0])
     return np.concatenate(actions)
@@ -845,6 +856,7 @@ def _explain(context: Context) -> list[str]:
     from rllib_saliency import render
     from rllib_saliency.engine import Attribution, explain
     from rllib_saliency.methods import get_method
+    from rllib_saliency.recurrent import recurrent_layout
     from rllib_saliency.summaries import feature_layout, merge, summarize
     from rllib_saliency.writer import SaliencyWriter
 
@@ -924,7 +936,7 @@ def _explain(context: Context) -> list[str]:
         target_values=target_values,
         **({"delta": delta} if delta is not None else {}),
         **({"episode_ids": context.episode_ids} if context.episode_ids is not None else {}),
-        **{f"state_in_{k}": state for k, state in enumerate(context.states)},
+        **dict(zip(recurrent_layout(policy).names, context.states, strict=False)),
         feature_names=np.asarray(names),
         mean_abs=summary.mean_abs,
         policy_id=np.asarray(pid),

@@ -72,7 +72,8 @@ def _check_actions(actions: Any, action_space: Any, n: int) -> np.ndarray:
 
 
 def _check_states(policy: Any, state: Any, n: int) -> tuple[np.ndarray, ...]:
-    """Per-sample recurrent states: given, or the policy's initial state for every sample."""
+    """Per-sample step inputs (recurrent states, previous actions/rewards): given, or the
+    first step of an episode for every sample."""
     if state is None:
         return initial_states(policy, n)
     layout = recurrent_layout(policy)
@@ -81,20 +82,31 @@ def _check_states(policy: Any, state: Any, n: int) -> tuple[np.ndarray, ...]:
             "state is only for recurrent policies (use_lstm=True or use_attention=True); "
             "this policy has none."
         )
+    if isinstance(state, dict):
+        unknown = sorted(set(state) - set(layout.names))
+        missing = [name for name in layout.names if name not in state]
+        if unknown or missing:
+            raise ValueError(
+                f"state must have exactly the keys {list(layout.names)}; "
+                + (f"unknown: {unknown}" if unknown else f"missing: {missing}")
+                + "."
+            )
+        state = [state[name] for name in layout.names]
     expected = [(n, *shape) for shape in layout.shapes]
-    arrays = [np.asarray(s, np.float32) for s in state]
+    arrays = [np.asarray(s) for s in state]
     if [a.shape for a in arrays] != expected:
-        what = (
-            "the memory of previous steps' outputs per transformer unit"
-            if layout.kind == "attention"
-            else "the recurrent state"
-        )
+        what = {
+            "attention": "the memory of previous steps' outputs per transformer unit",
+            "lstm": "the recurrent state",
+        }[layout.kind]
+        if layout.num_states < len(layout.inputs):
+            what += ", then " + " and ".join(layout.names[layout.num_states :])
         raise ValueError(
             f"state must be a list of {len(expected)} arrays of shapes {expected} ({what} each "
-            "observation's step was taken in, e.g. rllib_saliency.per_step_states(batch, policy)); "
-            f"got shapes {[a.shape for a in arrays]}."
+            "observation's step was taken in, e.g. rllib_saliency.per_step_states(batch, policy)), "
+            f"or a dict with keys {list(layout.names)}; got shapes {[a.shape for a in arrays]}."
         )
-    return tuple(arrays)
+    return tuple(a.astype(i.dtype) for a, i in zip(arrays, layout.inputs, strict=True))
 
 
 def _batch_context(obs: np.ndarray, seed: int) -> BatchContext:
@@ -133,9 +145,11 @@ def explain(
             structure (``Attribution.structured``) for Dict/Tuple/Discrete spaces.
         state: recurrent policies only (LSTM, attention net): the state each
             observation's step was taken in, one ``(N, ...)`` array per state
-            input (default: the initial state); :func:`per_step_states` rebuilds
-            it from a sample batch. Attributions are one-step saliency given that
-            state.
+            input, then the previous actions/rewards if the model is fed them
+            (or a dict by name: ``state_in_K``, ``prev_actions``,
+            ``prev_rewards``); default: an episode's first step.
+            :func:`per_step_states` rebuilds it from a sample batch.
+            Attributions are one-step saliency given that state.
         backend: advanced: run on this backend instead of the policy's own (e.g. a
             model with re-initialised weights for the randomisation check).
         resolved_target: advanced: explain exactly the per-sample choices of an

@@ -14,50 +14,72 @@ sample batches:
   holds the memory, the last ``attention_memory_inference`` outputs of
   transformer unit ``k``; the per-step outputs (``state_out_k``) are not kept
   in the batch. A step's memory is the window of the previous steps' outputs.
+
+Models fed the previous action/reward (``lstm_use_prev_action``,
+``attention_use_n_prev_actions``, ...) read ``prev_actions``/``prev_rewards``
+columns, kept per step in the batch; they are held fixed the same way.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-# Model options that feed previous actions/rewards into the model: the engine
-# feeds observations and states only, so it refuses them (see check_supported).
-PREVIOUS_ACTION_OPTIONS = (
-    "lstm_use_prev_action",
-    "lstm_use_prev_reward",
-    "attention_use_n_prev_actions",
-    "attention_use_n_prev_rewards",
-)
+# Batch columns besides the observation and the states that RLlib's recurrent
+# wrappers read (lstm_use_prev_action/reward, attention_use_n_prev_actions/rewards).
+PREVIOUS_INPUTS = ("prev_actions", "prev_rewards")
+
+
+@dataclass(frozen=True)
+class StepInput:
+    """One model input besides the observation, held fixed while explaining a step."""
+
+    name: str  # "state_in_K", "prev_actions" or "prev_rewards"
+    shape: tuple[int, ...]  # one sample's
+    dtype: np.dtype
 
 
 @dataclass(frozen=True)
 class RecurrentLayout:
-    """What state a policy's model takes per step.
+    """What a policy's model takes per step besides the observation.
 
     kind: ``"none"``, ``"lstm"`` (any model whose state is one array per
         state input, carried step to step) or ``"attention"``.
-    shapes: the shape of one sample's array per state input: ``(cell,)`` for an
-        LSTM, ``(memory, attention_dim)`` for an attention net.
+    inputs: the state inputs (``(cell,)`` each for an LSTM, ``(memory,
+        attention_dim)`` for an attention net), then the previous
+        actions/rewards the model is fed, if any.
     """
 
     kind: str
-    shapes: tuple[tuple[int, ...], ...]
+    inputs: tuple[StepInput, ...]
 
     @property
-    def memory(self) -> int:
-        """Attention nets: how many previous steps each memory input holds."""
-        return self.shapes[0][0] if self.kind == "attention" else 0
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(i.shape for i in self.inputs)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(i.name for i in self.inputs)
+
+    @property
+    def num_states(self) -> int:
+        return sum(1 for i in self.inputs if i.name.startswith("state_in_"))
+
+    def split(self, values: Sequence[Any]) -> tuple[list[Any], dict[str, Any]]:
+        """``(states, {"prev_actions": ..., ...})`` from one value per input, in order."""
+        n = self.num_states
+        return list(values[:n]), dict(zip(self.names[n:], values[n:], strict=True))
 
 
 def recurrent_layout(policy: Any) -> RecurrentLayout:
     initial = [np.shape(s) for s in policy.get_initial_state()]
     if not initial:
         return RecurrentLayout("none", ())
-    requirements = getattr(policy, "view_requirements", None) or {}
-    shapes = []
+    requirements = getattr(policy.model, "view_requirements", None) or {}
+    inputs = []
     attention = False
     for k, shape in enumerate(initial):
         requirement = requirements.get(f"state_in_{k}")
@@ -65,33 +87,60 @@ def recurrent_layout(policy: Any) -> RecurrentLayout:
         # ("-M:-1"); the initial state RLlib reports is only one step of it.
         if requirement is not None and requirement.shift_from is not None:
             attention = True
-            shapes.append((requirement.shift_to - requirement.shift_from + 1, *shape))
+            shape = (requirement.shift_to - requirement.shift_from + 1, *shape)
+        inputs.append(StepInput(f"state_in_{k}", tuple(shape), np.dtype(np.float32)))
+    for name in PREVIOUS_INPUTS:
+        requirement = requirements.get(name)
+        if requirement is None:
+            continue
+        if name == "prev_actions":
+            space = policy.action_space
+            shape, dtype = tuple(space.shape), np.dtype(space.dtype)
         else:
-            shapes.append(tuple(shape))
-    return RecurrentLayout("attention" if attention else "lstm", tuple(shapes))
+            shape, dtype = (), np.dtype(np.float32)
+        if requirement.shift_from is not None:  # the last n steps' ("-n:-1")
+            shape = (requirement.shift_to - requirement.shift_from + 1, *shape)
+        inputs.append(StepInput(name, shape, dtype))
+    return RecurrentLayout("attention" if attention else "lstm", tuple(inputs))
 
 
 def initial_states(policy: Any, n: int) -> tuple[np.ndarray, ...]:
-    """The state of the first step of an episode, for ``n`` samples."""
+    """The step inputs of an episode's first step, for ``n`` samples.
+
+    The policy's initial state; an attention net's memory is empty (zeros, as
+    RLlib's collectors pad), and so are the previous actions and rewards.
+    """
     layout = recurrent_layout(policy)
-    if layout.kind == "attention":  # an empty memory: zeros, as RLlib's collectors pad
-        return tuple(np.zeros((n, *shape), np.float32) for shape in layout.shapes)
-    return tuple(np.repeat(np.asarray(s, np.float32)[None], n, axis=0) for s in policy.get_initial_state())
+    initial = policy.get_initial_state()
+    arrays = []
+    for k, step_input in enumerate(layout.inputs):
+        if layout.kind == "lstm" and k < layout.num_states:
+            arrays.append(np.repeat(np.asarray(initial[k], np.float32)[None], n, axis=0))
+        else:
+            arrays.append(np.zeros((n, *step_input.shape), step_input.dtype))
+    return tuple(arrays)
 
 
-def next_state(layout: RecurrentLayout, state: list[np.ndarray], state_out: list[Any]) -> list[np.ndarray]:
-    """One sample's state for the next step, from this step's state and outputs."""
-    if layout.kind == "attention":
-        # The memory window moves on by one step.
-        return [
-            np.concatenate([s[1:], np.asarray(out, np.float32)[None]])
-            for s, out in zip(state, state_out, strict=True)
-        ]
-    return [np.asarray(out, np.float32) for out in state_out]
+def next_state(
+    layout: RecurrentLayout, inputs: list[np.ndarray], state_out: list[Any], action: Any, reward: float
+) -> list[np.ndarray]:
+    """One sample's step inputs for the next step, from this step's inputs, outputs, action and reward."""
+    following = []
+    for k, (step_input, current) in enumerate(zip(layout.inputs, inputs, strict=True)):
+        if k < layout.num_states:
+            new = np.asarray(state_out[k], np.float32)
+            window = layout.kind == "attention"
+        else:
+            new = np.asarray(action if step_input.name == "prev_actions" else reward, step_input.dtype)
+            window = current.ndim > new.ndim  # the last n actions/rewards
+        # A window (attention memory, last n actions) moves on by one step.
+        following.append(np.concatenate([current[1:], new[None]]) if window else new)
+    return following
 
 
 def per_step_states(batch: Any, policy: Any) -> tuple[np.ndarray, ...]:
-    """The recurrent state each row's step was taken in, from an old-stack sample batch.
+    """The step inputs each row's step was taken in, from an old-stack sample batch:
+    the recurrent states, then the previous actions/rewards if the model is fed them.
 
     LSTM: a sequence's first step starts from its ``state_in``, every later
     step from the previous step's ``state_out``. Attention net: the memory at a
@@ -108,7 +157,7 @@ def per_step_states(batch: Any, policy: Any) -> tuple[np.ndarray, ...]:
         raise ValueError(f"cannot align recurrent states: seq_lens sum to {int(seq_lens.sum())} for {n} rows")
     starts = np.concatenate([[0], np.cumsum(seq_lens)[:-1]])
     state_ins = []
-    for k in range(len(layout.shapes)):
+    for k in range(layout.num_states):
         state_in = np.asarray(batch[f"state_in_{k}"], np.float32)
         if len(state_in) != len(seq_lens):
             raise ValueError(
@@ -116,12 +165,20 @@ def per_step_states(batch: Any, policy: Any) -> tuple[np.ndarray, ...]:
                 f"{len(seq_lens)} sequences"
             )
         state_ins.append(state_in)
+    previous = tuple(
+        np.asarray(batch[i.name]).astype(i.dtype).reshape(n, *i.shape)
+        for i in layout.inputs[layout.num_states :]
+    )
     if layout.kind == "lstm":
-        return tuple(
+        states = tuple(
             _lstm_steps(state_in, np.asarray(batch[f"state_out_{k}"], np.float32), starts, seq_lens)
             for k, state_in in enumerate(state_ins)
         )
-    return _attention_steps(policy, np.asarray(batch["obs"], np.float32), state_ins, starts, seq_lens)
+    else:
+        states = _attention_steps(
+            policy, np.asarray(batch["obs"], np.float32), state_ins, previous, starts, seq_lens
+        )
+    return states + previous
 
 
 def _lstm_steps(
@@ -135,7 +192,12 @@ def _lstm_steps(
 
 
 def _attention_steps(
-    policy: Any, obs: np.ndarray, state_ins: list[np.ndarray], starts: np.ndarray, seq_lens: np.ndarray
+    policy: Any,
+    obs: np.ndarray,
+    state_ins: list[np.ndarray],
+    previous: tuple[np.ndarray, ...],
+    starts: np.ndarray,
+    seq_lens: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     from rllib_saliency.backends import backend_for
 
@@ -149,7 +211,7 @@ def _attention_steps(
         rows = starts[active] + j
         for k, memory in enumerate(memories):
             per_step[k][rows] = memory[active]
-        outputs = backend.forward(obs[rows], tuple(p[rows] for p in per_step))
+        outputs = backend.forward(obs[rows], tuple(p[rows] for p in (*per_step, *previous)))
         for k, memory in enumerate(memories):
             memory[active] = np.concatenate([memory[active, 1:], outputs.state_outs[k][:, None]], axis=1)
     return tuple(per_step)

@@ -7,9 +7,13 @@ import os
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import ppo_config
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.callbacks import DefaultCallbacks, make_multi_callbacks
+from ray.rllib.models import ModelCatalog
+from ray.rllib.models.tf.tf_modelv2 import TFModelV2
+from ray.rllib.policy.view_requirement import ViewRequirement
 from tb_events import load, scalars
 
 from rllib_saliency import SaliencyCallbacks
@@ -44,10 +48,30 @@ def test_unwritable_logdir_keeps_training_and_results(ray_cluster, tmp_path, cap
         algo.stop()
 
 
+class FrameStackingModel(TFModelV2):
+    """Reads the last 3 observations through a trajectory view ("prev_n_obs"), as in
+    RLlib's frame-stacking examples: an input explain() does not feed."""
+
+    def __init__(self, obs_space, action_space, num_outputs, model_config, name):
+        super().__init__(obs_space, action_space, num_outputs, model_config, name)
+        self.view_requirements["prev_n_obs"] = ViewRequirement(data_col="obs", shift="-2:0", space=obs_space)
+        inputs = tf.keras.layers.Input(shape=(3 * obs_space.shape[0],))
+        logits = tf.keras.layers.Dense(num_outputs)(inputs)
+        value = tf.keras.layers.Dense(1)(inputs)
+        self.base_model = tf.keras.Model(inputs, [logits, value])
+
+    def forward(self, input_dict, state, seq_lens):
+        stacked = tf.reshape(tf.cast(input_dict["prev_n_obs"], tf.float32), [-1, 3 * self.obs_space.shape[0]])
+        logits, self._value = self.base_model(stacked)
+        return logits, state
+
+    def value_function(self):
+        return tf.reshape(self._value, [-1])
+
+
 def test_a_model_the_engine_cannot_handle_is_skipped(ray_cluster, tmp_path, caplog):
-    # An LSTM fed its previous action: explain() feeds observations and states only.
-    previous_action = {"use_lstm": True, "lstm_cell_size": 8, "max_seq_len": 8, "lstm_use_prev_action": True}
-    config = ppo_config(model=previous_action).callbacks(
+    ModelCatalog.register_custom_model("frame_stacking", FrameStackingModel)
+    config = ppo_config(model={"custom_model": "frame_stacking"}).callbacks(
         SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
     )
     algo = config.build_algo()
@@ -57,7 +81,7 @@ def test_a_model_the_engine_cannot_handle_is_skipped(ray_cluster, tmp_path, capl
         assert results[-1]["training_iteration"] == 2
         assert results[-1]["saliency"]["errors"] == 1  # reported once, then the policy is skipped
         messages = saliency_logs(caplog)
-        assert len(messages) == 1 and "lstm_use_prev_action=True" in messages[0]
+        assert len(messages) == 1 and "reads ['prev_n_obs'] from the sample batch" in messages[0]
     finally:
         algo.stop()
 

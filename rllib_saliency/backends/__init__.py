@@ -6,7 +6,7 @@ import weakref
 from typing import Any
 
 from rllib_saliency.backends.base import Backend, ModelOutputs, TargetFunction
-from rllib_saliency.recurrent import PREVIOUS_ACTION_OPTIONS
+from rllib_saliency.recurrent import PREVIOUS_INPUTS
 
 __all__ = [
     "Backend",
@@ -46,6 +46,22 @@ def policy_mode(policy: Any) -> str | None:
     return None
 
 
+# RLlib's inference view of a "-n:-1" action/reward window is off by one step.
+PREVIOUS_WINDOW_OPTIONS = ("attention_use_n_prev_actions", "attention_use_n_prev_rewards")
+
+
+def unfed_model_inputs(model: Any) -> list[str]:
+    """Batch columns the model's forward pass reads that the backends do not feed."""
+    fed = ("obs", *PREVIOUS_INPUTS)
+    return sorted(
+        name
+        for name, requirement in (getattr(model, "view_requirements", None) or {}).items()
+        if getattr(requirement, "used_for_compute_actions", True)
+        and name not in fed
+        and not name.startswith(("state_in_", "state_out_"))
+    )
+
+
 def check_supported(policy: Any) -> str:
     """The policy's mode (``"graph"``/``"eager"``); TypeError saying why it is not supported."""
     mode = policy_mode(policy)
@@ -59,12 +75,21 @@ def check_supported(policy: Any) -> str:
             "enable_env_runner_and_connector_v2=False)."
         )
     model_config = policy.config.get("model", {})
-    previous = [name for name in PREVIOUS_ACTION_OPTIONS if model_config.get(name)]
-    if previous:
+    windows = {name: model_config.get(name) for name in PREVIOUS_WINDOW_OPTIONS if model_config.get(name)}
+    if windows:
         raise TypeError(
-            f"policy {policy_id_of(policy)!r} feeds previous actions/rewards into its model "
-            f"({', '.join(f'{name}={model_config[name]!r}' for name in previous)}); explain() feeds "
-            "observations and recurrent states only. Train without these options to explain the policy."
+            f"policy {policy_id_of(policy)!r} feeds its attention net the last n actions/rewards "
+            f"({', '.join(f'{k}={v!r}' for k, v in windows.items())}). RLlib 2.60 acts on a window one "
+            "step older than the one its sample batches record, so a sampled step's inputs cannot be "
+            "rebuilt faithfully. Supported: attention nets without these options, and LSTMs with "
+            "lstm_use_prev_action/lstm_use_prev_reward."
+        )
+    unfed = unfed_model_inputs(policy.model)
+    if unfed:
+        raise TypeError(
+            f"policy {policy_id_of(policy)!r}: its model reads {unfed} from the sample batch (trajectory "
+            "view requirements), which explain() does not feed; it feeds the observation, recurrent "
+            "states and previous actions/rewards."
         )
     return mode
 

@@ -88,17 +88,20 @@ class TFEagerBackend:
             "value": tf.TensorSpec((None,), tf.int32),  # unused placeholder input
         }
         # Recurrent models: one step per sample, from the state given for that sample.
+        # (and the previous actions/rewards, if the model is fed them).
+        self._layout = recurrent_layout(policy)
         self._state_specs = tuple(
-            tf.TensorSpec((None, *shape), tf.float32) for shape in recurrent_layout(policy).shapes
+            tf.TensorSpec((None, *i.shape), tf.as_dtype(i.dtype)) for i in self._layout.inputs
         )
         self._forward = tf.function(self._forward_impl, input_signature=[self._obs_spec, self._state_specs])
         self._functions: dict[tuple[str, bool], Callable] = {}
         if model is None:
             _warn_untracked_variables(policy.model, policy_id)
 
-    def _run_model(self, obs: tf.Tensor, states: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, list]:
+    def _run_model(self, obs: tf.Tensor, inputs: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, list]:
+        states, previous = self._layout.split(inputs)
         seq_lens = tf.ones(tf.shape(obs)[:1], tf.int32) if states else None
-        return self._model({"obs": obs, "is_training": False}, list(states), seq_lens)
+        return self._model({"obs": obs, "is_training": False, **previous}, states, seq_lens)
 
     def _forward_impl(self, obs: tf.Tensor, states: tuple[tf.Tensor, ...]) -> tuple:
         self.trace_count += 1
@@ -108,7 +111,9 @@ class TFEagerBackend:
 
     def _check_states(self, states: tuple[np.ndarray, ...]) -> tuple:
         check_state_count(self._policy_id, len(self._state_specs), states)
-        return tuple(tf.convert_to_tensor(s, tf.float32) for s in states)
+        return tuple(
+            tf.convert_to_tensor(s, spec.dtype) for s, spec in zip(states, self._state_specs, strict=True)
+        )
 
     def _function(self, kind: str, with_gradient: bool) -> Callable:
         key = (kind, with_gradient)

@@ -39,10 +39,12 @@ class TFGraphBackend:
         with self._graph.as_default():
             self.obs = tf1.placeholder(tf.float32, (None, *policy.observation_space.shape), name="obs")
             # Recurrent models: one step per sample, from the state fed for that sample.
+            # (and the previous actions/rewards, if the model is fed them).
+            layout = recurrent_layout(policy)
             self._state_inputs = [
-                tf1.placeholder(tf.float32, (None, *shape), name=f"state_in_{i}")
-                for i, shape in enumerate(recurrent_layout(policy).shapes)
+                tf1.placeholder(tf.as_dtype(i.dtype), (None, *i.shape), name=i.name) for i in layout.inputs
             ]
+            states, previous = layout.split(self._state_inputs)
             self._model = ModelCatalog.get_model_v2(
                 policy.observation_space,
                 policy.action_space,
@@ -51,9 +53,9 @@ class TFGraphBackend:
                 framework="tf",
                 name="saliency_replica",
             )
-            seq_lens = tf.ones(tf.shape(self.obs)[:1], tf.int32) if self._state_inputs else None
+            seq_lens = tf.ones(tf.shape(self.obs)[:1], tf.int32) if states else None
             self._dist_inputs, self._state_outs = self._model(
-                {"obs": self.obs, "is_training": tf.constant(False)}, self._state_inputs, seq_lens
+                {"obs": self.obs, "is_training": tf.constant(False), **previous}, states, seq_lens
             )
             dist = policy.dist_class(self._dist_inputs, self._model)
             self._greedy_actions = dist.deterministic_sample()
