@@ -448,7 +448,7 @@ def _collect(
         np.concatenate(actions),
         np.concatenate(episode_ids),
         episodes,
-        tuple(np.concatenate(parts).astype(np.float32) for parts in zip(*states, strict=True)),
+        tuple(np.concatenate(parts) for parts in zip(*states, strict=True)),
     )
 
 

@@ -184,6 +184,14 @@ def setup(trained, tmp_path_factory):
     attention.train()
     attention_checkpoint = str(root / "attention_policy")
     attention.get_policy().export_checkpoint(attention_checkpoint)
+    # An LSTM fed its previous action and reward, as a policy checkpoint: the CLI's own
+    # rollout loop feeds them.
+    previous = {"use_lstm": True, "lstm_cell_size": 8, "max_seq_len": 8}
+    previous |= {"lstm_use_prev_action": True, "lstm_use_prev_reward": True}
+    previous = ppo_config(model=previous).build_algo()
+    previous.train()
+    previous_checkpoint = str(root / "previous_policy")
+    previous.get_policy().export_checkpoint(previous_checkpoint)
 
     # Not checkpoints, or not supported ones.
     not_a_checkpoint = root / "not_a_checkpoint"
@@ -315,6 +323,17 @@ def setup(trained, tmp_path_factory):
                 "--quiet",
             ]  # fmt: skip
         },
+        "previous": {
+            "args": [
+                "explain",
+                previous_checkpoint,
+                "--episodes",
+                "1",
+                "--out",
+                str(out / "previous"),
+                "--quiet",
+            ]
+        },
         "image": {
             "args": [
                 "explain",
@@ -358,10 +377,11 @@ def setup(trained, tmp_path_factory):
         "custom_policy": custom.get_policy(),
         "lstm_policy": lstm.get_policy(),
         "attention_policy": attention.get_policy(),
+        "previous_policy": previous.get_policy(),
         "image_policy": image.get_policy(),
         "step": saved_step,
     }
-    for algo in (custom, lstm, attention, image):
+    for algo in (custom, lstm, attention, previous, image):
         algo.stop()
 
 
@@ -547,6 +567,22 @@ def test_explain_attention_policy_checkpoint_keeps_the_memory(setup):
         data["actions"], policy.compute_actions_from_input_dict(batch, explore=False)[0]
     )
     reference = explain(policy, obs, "gradient", "action", state=memories)
+    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-7)
+
+
+def test_explain_lstm_fed_previous_action_and_reward(setup):
+    result = setup["results"]["previous"]
+    assert result.returncode == 0, describe(result)
+    data = np.load(setup["out"] / "previous" / "attributions_default_policy_action_gradient.npz")
+    obs, actions = data["observations"], data["actions"]
+    # The rollout fed each step the action and reward before it (none at the start).
+    np.testing.assert_array_equal(data["prev_actions"], np.concatenate([[0], actions[:-1]]))
+    np.testing.assert_array_equal(data["prev_rewards"], np.concatenate([[0.0], np.ones(len(obs) - 1)]))
+    inputs = {name: data[name] for name in ("state_in_0", "state_in_1", "prev_actions", "prev_rewards")}
+    policy = setup["previous_policy"]
+    batch = SampleBatch({"obs": obs, "seq_lens": np.ones(len(obs), np.int32)} | inputs)
+    np.testing.assert_array_equal(actions, policy.compute_actions_from_input_dict(batch, explore=False)[0])
+    reference = explain(policy, obs, "gradient", "action", state=inputs)
     np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-7)
 
 
