@@ -484,7 +484,7 @@ def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int
     from ray.rllib.models import ModelCatalog
     from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
-    from rllib_saliency.recurrent import initial_states, next_state, recurrent_layout
+    from rllib_saliency.recurrent import initial_states, next_step_inputs, recurrent_layout
 
     if config.get("observation_filter", "NoFilter") != "NoFilter":
         raise CLIError(
@@ -540,7 +540,7 @@ def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int
                 obs, reward, terminated, truncated, _ = env.step(env_action)
                 finished = terminated or truncated
                 if inputs:
-                    inputs = next_state(layout, inputs, state_out, action, reward)
+                    inputs = next_step_inputs(layout, inputs, state_out, action, reward)
             bar.update(1)
     finally:
         env.close()

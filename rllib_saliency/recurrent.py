@@ -121,7 +121,7 @@ def initial_states(policy: Any, n: int) -> tuple[np.ndarray, ...]:
     return tuple(arrays)
 
 
-def next_state(
+def next_step_inputs(
     layout: RecurrentLayout, inputs: list[np.ndarray], state_out: list[Any], action: Any, reward: float
 ) -> list[np.ndarray]:
     """One sample's step inputs for the next step, from this step's inputs, outputs, action and reward."""
