@@ -525,19 +525,17 @@ def test_explain_recurrent_policy_with_the_recorded_states(setup):
     assert states[0].shape == (len(obs), 8)
     np.testing.assert_array_equal(states[0][0], 0.0)  # the episode starts from the initial state
     assert np.abs(states[0][1:]).max() > 0
-    policy = setup["lstm_policy"]
-    batch = SampleBatch(
-        {
-            "obs": obs,
-            "state_in_0": states[0],
-            "state_in_1": states[1],
-            "seq_lens": np.ones(len(obs), np.int32),
-        }
-    )
+    assert_replays(setup["lstm_policy"], data, {"state_in_0": states[0], "state_in_1": states[1]}, "logp")
+
+
+def assert_replays(policy, data, inputs: dict, target: str) -> None:
+    """The recorded step inputs give the recorded actions and attributions."""
+    obs = data["observations"]
+    batch = SampleBatch({"obs": obs, "seq_lens": np.ones(len(obs), np.int32)} | inputs)
     np.testing.assert_array_equal(
         data["actions"], policy.compute_actions_from_input_dict(batch, explore=False)[0]
     )
-    reference = explain(policy, obs, "gradient", "logp", state=states)
+    reference = explain(policy, obs, "gradient", target, state=inputs)
     np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-7)
 
 
@@ -558,16 +556,8 @@ def test_explain_attention_policy_checkpoint_keeps_the_memory(setup):
         # command says so, and the comparison below cannot hold.
         assert "misses 27 of the model's 66 variables" in result.stderr, describe(result)
         return
-    policy = setup["attention_policy"]
-    batch = SampleBatch(
-        {"obs": obs, "seq_lens": np.ones(len(obs), np.int32)}
-        | {f"state_in_{k}": memory for k, memory in enumerate(memories)}
-    )
-    np.testing.assert_array_equal(
-        data["actions"], policy.compute_actions_from_input_dict(batch, explore=False)[0]
-    )
-    reference = explain(policy, obs, "gradient", "action", state=memories)
-    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-7)
+    inputs = {f"state_in_{k}": memory for k, memory in enumerate(memories)}
+    assert_replays(setup["attention_policy"], data, inputs, "action")
 
 
 def test_explain_lstm_fed_previous_action_and_reward(setup):
@@ -579,11 +569,7 @@ def test_explain_lstm_fed_previous_action_and_reward(setup):
     np.testing.assert_array_equal(data["prev_actions"], np.concatenate([[0], actions[:-1]]))
     np.testing.assert_array_equal(data["prev_rewards"], np.concatenate([[0.0], np.ones(len(obs) - 1)]))
     inputs = {name: data[name] for name in ("state_in_0", "state_in_1", "prev_actions", "prev_rewards")}
-    policy = setup["previous_policy"]
-    batch = SampleBatch({"obs": obs, "seq_lens": np.ones(len(obs), np.int32)} | inputs)
-    np.testing.assert_array_equal(actions, policy.compute_actions_from_input_dict(batch, explore=False)[0])
-    reference = explain(policy, obs, "gradient", "action", state=inputs)
-    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-7)
+    assert_replays(setup["previous_policy"], data, inputs, "action")
 
 
 def test_an_error_end_to_end_exits_1_without_traceback(setup):
