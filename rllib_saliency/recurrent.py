@@ -98,8 +98,7 @@ def recurrent_layout(policy: Any) -> RecurrentLayout:
             shape, dtype = tuple(space.shape), np.dtype(space.dtype)
         else:
             shape, dtype = (), np.dtype(np.float32)
-        if requirement.shift_from is not None:  # the last n steps' ("-n:-1")
-            shape = (requirement.shift_to - requirement.shift_from + 1, *shape)
+        # One step's (shift -1): windows of n steps are refused by check_supported.
         inputs.append(StepInput(name, shape, dtype))
     return RecurrentLayout("attention" if attention else "lstm", tuple(inputs))
 
@@ -127,14 +126,14 @@ def next_step_inputs(
     """One sample's step inputs for the next step, from this step's inputs, outputs, action and reward."""
     following = []
     for k, (step_input, current) in enumerate(zip(layout.inputs, inputs, strict=True)):
-        if k < layout.num_states:
-            new = np.asarray(state_out[k], np.float32)
-            window = layout.kind == "attention"
-        else:
-            new = np.asarray(action if step_input.name == "prev_actions" else reward, step_input.dtype)
-            window = current.ndim > new.ndim  # the last n actions/rewards
-        # A window (attention memory, last n actions) moves on by one step.
-        following.append(np.concatenate([current[1:], new[None]]) if window else new)
+        if k >= layout.num_states:
+            following.append(
+                np.asarray(action if step_input.name == "prev_actions" else reward, step_input.dtype)
+            )
+            continue
+        new = np.asarray(state_out[k], np.float32)
+        # An attention net's memory window moves on by one step; an LSTM's state is replaced.
+        following.append(np.concatenate([current[1:], new[None]]) if layout.kind == "attention" else new)
     return following
 
 

@@ -46,8 +46,18 @@ def policy_mode(policy: Any) -> str | None:
     return None
 
 
-# RLlib's inference view of a "-n:-1" action/reward window is off by one step.
-PREVIOUS_WINDOW_OPTIONS = ("attention_use_n_prev_actions", "attention_use_n_prev_rewards")
+# The model options that make RLlib's attention net read such windows.
+WINDOW_OPTIONS = ("attention_use_n_prev_actions", "attention_use_n_prev_rewards")
+
+
+def previous_input_windows(model: Any) -> list[str]:
+    """``prev_actions``/``prev_rewards`` inputs the model reads as a window of n steps."""
+    requirements = getattr(model, "view_requirements", None) or {}
+    return [
+        f"{name} {requirements[name].shift!r}"
+        for name in PREVIOUS_INPUTS
+        if name in requirements and requirements[name].shift_from is not None
+    ]
 
 
 def unfed_model_inputs(model: Any) -> list[str]:
@@ -74,14 +84,17 @@ def check_supported(policy: Any) -> str:
             "old API stack: config.api_stack(enable_rl_module_and_learner=False, "
             "enable_env_runner_and_connector_v2=False)."
         )
-    model_config = policy.config.get("model", {})
-    windows = {name: model_config.get(name) for name in PREVIOUS_WINDOW_OPTIONS if model_config.get(name)}
+    windows = previous_input_windows(policy.model)
     if windows:
+        # RLlib's inference view of a "-n:-1" action/reward window is one step older than
+        # the batch column it records (measured with attention_use_n_prev_actions).
+        model_config = policy.config.get("model", {})
+        options = [f"{name}={model_config[name]!r}" for name in WINDOW_OPTIONS if model_config.get(name)]
         raise TypeError(
-            f"policy {policy_id_of(policy)!r} feeds its attention net the last n actions/rewards "
-            f"({', '.join(f'{k}={v!r}' for k, v in windows.items())}). RLlib 2.60 acts on a window one "
-            "step older than the one its sample batches record, so a sampled step's inputs cannot be "
-            "rebuilt faithfully. Supported: attention nets without these options, and LSTMs with "
+            f"policy {policy_id_of(policy)!r} feeds its model the last n actions/rewards "
+            f"({', '.join(options or windows)}). RLlib 2.60 acts on a window one step older than the "
+            "one its sample batches record, so a sampled step's inputs cannot be rebuilt faithfully. "
+            "Supported: attention nets without attention_use_n_prev_actions/rewards, and LSTMs with "
             "lstm_use_prev_action/lstm_use_prev_reward."
         )
     unfed = unfed_model_inputs(policy.model)
