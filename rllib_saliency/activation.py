@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from rllib_saliency.backends import TargetFunction, backend_for
-from rllib_saliency.engine import _check_observations, _check_states
+from rllib_saliency.engine import _check_observations
+from rllib_saliency.recurrent import initial_states
 from rllib_saliency.targets import needs_forward, parse_target, resolve_target
 
 # Gymnasium writes float32's maximum for "unbounded" (e.g. CartPole's velocities):
@@ -260,7 +261,7 @@ def maximize_activation(
 
     backend.sync_weights()
     # Recurrent models: one step from the initial state (the state is not optimised).
-    states = _check_states(policy, None, n)
+    states = initial_states(policy, n)
     chunks = [slice(i, i + CHUNK) for i in range(0, n, CHUNK)]
     dist_inputs = greedy = None
     if needs_forward(spec, None):

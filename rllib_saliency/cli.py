@@ -791,18 +791,16 @@ def _greedy_actions(policy: Any, obs: np.ndarray) -> np.ndarray:
     """The policy's greedy actions at ``obs`` (recurrent models: from their initial state)."""
     from ray.rllib.policy.sample_batch import SampleBatch
 
-    from rllib_saliency.engine import _check_states
-    from rllib_saliency.recurrent import recurrent_layout
+    from rllib_saliency.recurrent import initial_states, recurrent_layout
 
+    names = recurrent_layout(policy).names
     actions = []
     for start in range(0, len(obs), 1024):
         rows = obs[start : start + 1024]
         # An input dict, not compute_actions(state_batches=...): in Ray 2.60 the eager
         # policies' compute_actions drops the state batches.
-        batch = {"obs": rows}
-        names = recurrent_layout(policy).names
-        for name, value in zip(names, _check_states(policy, None, len(rows)), strict=True):
-            batch[name] = value
+        batch = {"obs": rows, **dict(zip(names, initial_states(policy, len(rows)), strict=True))}
+        if names:
             batch["seq_lens"] = np.ones(len(rows), np.int32)
         actions.append(policy.compute_actions_from_input_dict(SampleBatch(batch), explore=False)[0])
     return np.concatenate(actions)
