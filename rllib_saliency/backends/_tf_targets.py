@@ -1,4 +1,5 @@
-"""TensorFlow code shared by the graph and eager backends: target tensors."""
+"""TensorFlow code shared by the graph and eager backends: target tensors, and
+rebuilding a policy's model."""
 
 from __future__ import annotations
 
@@ -35,4 +36,18 @@ def value_function_error(policy_id: str, error: Exception) -> ValueError:
         f"target 'value' needs a value function, but the model of policy "
         f"{policy_id!r} has none ({type(error).__name__}: {error}); use "
         "target='action', 'action_K' or 'logp'."
+    )
+
+
+def rebuild_model(policy: Any, framework: str, name: str) -> Any:
+    """A new model built the way RLlib built the policy's (same catalog, config and kwargs)."""
+    from ray.rllib.models import ModelCatalog
+
+    return ModelCatalog.get_model_v2(
+        policy.observation_space,
+        policy.action_space,
+        policy.model.num_outputs,
+        policy.config["model"],
+        framework=framework,
+        name=name,
     )

@@ -15,9 +15,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from ray.rllib.models import ModelCatalog
 
-from rllib_saliency.backends._tf_targets import target_tensor, value_function_error
+from rllib_saliency.backends._tf_targets import rebuild_model, target_tensor, value_function_error
 from rllib_saliency.backends.base import ModelOutputs, check_state_count
 from rllib_saliency.recurrent import recurrent_layout
 from rllib_saliency.targets import ResolvedTarget
@@ -45,14 +44,7 @@ class TFGraphBackend:
                 tf1.placeholder(tf.as_dtype(i.dtype), (None, *i.shape), name=i.name) for i in layout.inputs
             ]
             states, previous = layout.split(self._state_inputs)
-            self._model = ModelCatalog.get_model_v2(
-                policy.observation_space,
-                policy.action_space,
-                policy.model.num_outputs,
-                policy.config["model"],
-                framework="tf",
-                name="saliency_replica",
-            )
+            self._model = rebuild_model(policy, "tf", "saliency_replica")
             seq_lens = tf.ones(tf.shape(self.obs)[:1], tf.int32) if states else None
             self._dist_inputs, self._state_outs = self._model(
                 {"obs": self.obs, "is_training": tf.constant(False), **previous}, states, seq_lens

@@ -50,18 +50,11 @@ def randomized_backend(policy: Any, seed: int = 0) -> Backend:
         backend.load_fixed_weights(_reinitialised(backend.variable_shapes, rng))
     else:
         import tensorflow as tf
-        from ray.rllib.models import ModelCatalog
 
+        from rllib_saliency.backends._tf_targets import rebuild_model
         from rllib_saliency.backends.tf_eager import TFEagerBackend
 
-        model = ModelCatalog.get_model_v2(
-            policy.observation_space,
-            policy.action_space,
-            policy.model.num_outputs,
-            policy.config["model"],
-            framework="tf2",
-            name="saliency_randomized",
-        )
+        model = rebuild_model(policy, "tf2", "saliency_randomized")
         backend = TFEagerBackend(policy, policy_id_of(policy), model=model)
         backend.forward(  # builds the model's variables
             np.zeros((1, *policy.observation_space.shape), np.float32),
