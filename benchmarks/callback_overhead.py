@@ -33,18 +33,12 @@ def main() -> None:
 
     # isort: on
     import ray
-    from ray.rllib.algorithms.ppo import PPOConfig
+    from _cartpole import cartpole_ppo
 
     from rllib_saliency import SaliencyCallbacks
 
     ray.init(num_cpus=5, include_dashboard=False, log_to_driver=False)
-    base = (
-        PPOConfig()
-        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
-        .environment("CartPole-v1")
-        .framework(args.framework)
-        .env_runners(num_env_runners=2)
-    )
+    base = cartpole_ppo(args.framework, num_env_runners=2)
     runs = {
         "without": base.copy().build_algo(),
         "with": base.copy().callbacks(SaliencyCallbacks).build_algo(),  # defaults

@@ -44,19 +44,12 @@ def measure(framework: str, tape_samples: int) -> dict:
     import numpy as np
     import ray
     import tensorflow as tf
-    from ray.rllib.algorithms.ppo import PPOConfig
+    from _cartpole import cartpole_ppo
 
     from rllib_saliency import explain
 
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    config = (
-        PPOConfig()
-        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
-        .environment("CartPole-v1")
-        .framework(framework)
-        .env_runners(num_env_runners=0)
-        .training(train_batch_size=256, minibatch_size=128, num_epochs=1)
-    )
+    config = cartpole_ppo(framework, train_batch_size=256, minibatch_size=128, num_epochs=1)
     algo = config.build_algo()
     algo.train()
     policy = algo.get_policy()

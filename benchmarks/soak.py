@@ -42,20 +42,13 @@ def rss_mb() -> float:
 
 def build(framework: str, logdir: str, batch: int = 256, saliency: bool = True):
     import ray
-    from ray.rllib.algorithms.ppo import PPOConfig
+    from _cartpole import cartpole_ppo
 
     from rllib_saliency import SaliencyCallbacks
 
     if not ray.is_initialized():
         ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    config = (
-        PPOConfig()
-        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
-        .environment("CartPole-v1")
-        .framework(framework)
-        .env_runners(num_env_runners=0)
-        .training(train_batch_size=batch, minibatch_size=128, num_epochs=1)
-    )
+    config = cartpole_ppo(framework, train_batch_size=batch, minibatch_size=128, num_epochs=1)
     if saliency:
         config = config.callbacks(SaliencyCallbacks.configure(every=1, logdir=logdir))
     return config.build_algo()
