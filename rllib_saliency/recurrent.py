@@ -75,7 +75,9 @@ class RecurrentLayout:
 
 
 def recurrent_layout(policy: Any) -> RecurrentLayout:
-    initial = [np.shape(s) for s in policy.get_initial_state()]
+    state = policy.get_initial_state()
+    # A torch RLModule's state is a dict; stateful modules are refused by check_supported.
+    initial = [] if isinstance(state, dict) else [np.shape(s) for s in state]
     if not initial:
         return RecurrentLayout("none", ())
     requirements = getattr(policy.model, "view_requirements", None) or {}

@@ -2,7 +2,8 @@
 
 TensorFlow cannot build a graph-mode ("tf") and an eager ("tf2") RLlib
 algorithm in one process, so the suite runs once per framework, chosen by
-RLLIB_SALIENCY_TEST_FRAMEWORK (the Makefile runs both).
+RLLIB_SALIENCY_TEST_FRAMEWORK (the Makefile runs all three): "tf" and "tf2" run
+the old-API-stack tests in tests/, "torch" the new-API-stack tests in tests/new_stack/.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ import pytest
 import ray
 
 FRAMEWORK = os.environ.get("RLLIB_SALIENCY_TEST_FRAMEWORK", "tf")
-assert FRAMEWORK in ("tf", "tf2"), FRAMEWORK
+assert FRAMEWORK in ("tf", "tf2", "torch"), FRAMEWORK
+
+# Each process collects only its stack's tests.
+collect_ignore_glob = ["test_*.py"] if FRAMEWORK == "torch" else ["new_stack/*"]
 
 
 # A small GTrXL: two transformer units (two memory inputs), memory of 5 steps.
@@ -48,6 +52,24 @@ def ppo_config(env: str = "CartPole-v1", num_env_runners: int = 0, **training):
         .training(train_batch_size=256, minibatch_size=128, num_epochs=2, **training)
         .debugging(seed=0)
     )
+
+
+def new_ppo_config(env: str = "CartPole-v1", num_env_runners: int = 0, **training):
+    """A new-API-stack (torch RLModule) PPO config, small and seeded."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    return (
+        PPOConfig()
+        .environment(env)
+        .env_runners(num_env_runners=num_env_runners)
+        .training(train_batch_size=256, minibatch_size=128, num_epochs=1, **training)
+        .debugging(seed=0)
+    )
+
+
+def learner_module(algo, module_id: str = "default_policy"):
+    """The local learner's full module (value head included); num_learners=0."""
+    return algo.learner_group._learner.module[module_id]
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Any
 
@@ -19,7 +20,8 @@ __all__ = [
 ]
 
 SUPPORTED = (
-    "RLlib old-API-stack TensorFlow policies: framework 'tf' (graph + session, "
+    "RLlib new-API-stack torch RLModules (e.g. algo.get_module(module_id), or the learner's module for "
+    "target 'value'), and old-API-stack TensorFlow policies: framework 'tf' (graph + session, "
     "e.g. PPOTF1Policy) or 'tf2' (eager, traced or not, e.g. PPOTF2Policy)"
 )
 
@@ -27,14 +29,33 @@ SUPPORTED = (
 _backends: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
+def is_torch_module(model: Any) -> bool:
+    """A torch RLModule (new API stack). Imports nothing: a module exists only if torch was imported."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(model, torch.nn.Module):
+        return False
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    return isinstance(model, RLModule)
+
+
+def is_multi_module(model: Any) -> bool:
+    module = sys.modules.get("ray.rllib.core.rl_module.multi_rl_module")
+    return module is not None and isinstance(model, module.MultiRLModule)
+
+
 def policy_id_of(policy: Any) -> str:
+    if is_torch_module(policy):
+        return "default_policy"  # RLlib's DEFAULT_MODULE_ID; an RLModule does not know its id
     config = getattr(policy, "config", None)
     policy_id = config.get("__policy_id") if isinstance(config, dict) else None
     return str(policy_id or "default_policy")
 
 
 def policy_mode(policy: Any) -> str | None:
-    """``"graph"``, ``"eager"``, or None when the policy is not a supported TF policy."""
+    """``"torch"``, ``"graph"``, ``"eager"``, or None when it is neither a torch RLModule nor a TF policy."""
+    if is_torch_module(policy):
+        return "torch"
     from ray.rllib.policy.eager_tf_policy import EagerTFPolicy
     from ray.rllib.policy.eager_tf_policy_v2 import EagerTFPolicyV2
     from ray.rllib.policy.tf_policy import TFPolicy
@@ -75,6 +96,13 @@ def unfed_model_inputs(model: Any) -> list[str]:
 def check_supported(policy: Any) -> str:
     """The policy's mode (``"graph"``/``"eager"``); TypeError saying why it is not supported."""
     mode = policy_mode(policy)
+    if mode == "torch":
+        return _check_torch_module(policy)
+    if mode is None and is_multi_module(policy):
+        raise TypeError(
+            f"got a MultiRLModule with modules {sorted(policy.keys())}; pass one of them, "
+            "e.g. multi_module[module_id] (or algo.get_module(module_id))."
+        )
     if mode is None:
         framework = getattr(policy, "framework", None)
         raise TypeError(
@@ -97,6 +125,9 @@ def check_supported(policy: Any) -> str:
             "Supported: attention nets without attention_use_n_prev_actions/rewards, and LSTMs with "
             "lstm_use_prev_action/lstm_use_prev_reward."
         )
+    from rllib_saliency.frameworks import ensure_legacy_keras
+
+    ensure_legacy_keras()
     unfed = unfed_model_inputs(policy.model)
     if unfed:
         raise TypeError(
@@ -107,12 +138,35 @@ def check_supported(policy: Any) -> str:
     return mode
 
 
+def _check_torch_module(module: Any) -> str:
+    if module.is_stateful():
+        raise TypeError(
+            f"{type(module).__name__} is stateful (e.g. use_lstm=True); rllib-saliency does not explain "
+            "recurrent RLModules on RLlib's new API stack yet (the old stack's LSTM/attention policies "
+            "are supported)."
+        )
+    from gymnasium import spaces
+
+    if not isinstance(module.observation_space, spaces.Box):
+        raise TypeError(
+            f"{type(module).__name__} reads {module.observation_space} observations; rllib-saliency "
+            "explains modules whose input is one array (a Box space). Flatten Dict/Tuple/Discrete "
+            "observations with RLlib's FlattenObservations env-to-module connector, as RLlib's default "
+            "encoders need anyway."
+        )
+    return "torch"
+
+
 def backend_for(policy: Any) -> Backend:
-    """The cached backend for ``policy``; TypeError for anything but a supported TF policy."""
+    """The cached backend for ``policy`` (a torch RLModule or a TF policy); TypeError for anything else."""
     mode = check_supported(policy)
     backend = _backends.get(policy)
     if backend is None:
-        if mode == "graph":
+        if mode == "torch":
+            from rllib_saliency.backends.torch import TorchBackend
+
+            backend = TorchBackend(policy, policy_id_of(policy))
+        elif mode == "graph":
             from rllib_saliency.backends.tf_graph import TFGraphBackend
 
             backend = TFGraphBackend(policy, policy_id_of(policy))

@@ -6,7 +6,9 @@ not the cascading variant), and compared with the trained model's map by
 per-sample Spearman rank correlation of |attribution|. A correlation near 1
 means the map does not depend on what the model learned. The policy's own
 weights and graph are never touched: graph mode uses a second private replica,
-eager mode a second model built by ``ModelCatalog``.
+eager mode a second model built by ``ModelCatalog``, torch a deep copy of the
+module (initialised from numpy's generator, so torch's global RNG, and with it
+training, is not disturbed).
 """
 
 from __future__ import annotations
@@ -24,12 +26,16 @@ from rllib_saliency.trust.ranks import per_sample_rank_corr
 _randomized: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _reinitialised(shapes: list[tuple[int, ...]], rng: np.random.Generator) -> list[np.ndarray]:
+def _reinitialised(
+    shapes: list[tuple[int, ...]], rng: np.random.Generator, channels_last: bool = True
+) -> list[np.ndarray]:
+    """Glorot-uniform kernels, zero biases. TF kernels are ``(..., in, out)``, torch's ``(out, in, ...)``."""
     values = []
     for shape in shapes:
         if len(shape) >= 2:
-            receptive = int(np.prod(shape[:-2])) if len(shape) > 2 else 1
-            fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+            channels = shape[-2:] if channels_last else shape[:2]
+            receptive = int(np.prod(shape[:-2] if channels_last else shape[2:]))
+            fan_in, fan_out = channels[0] * receptive, channels[1] * receptive
             limit = np.sqrt(6.0 / (fan_in + fan_out))
             values.append(rng.uniform(-limit, limit, shape).astype(np.float32))
         else:
@@ -43,7 +49,12 @@ def randomized_backend(policy: Any, seed: int = 0) -> Backend:
     if seed in cache:
         return cache[seed]
     rng = np.random.default_rng(seed)
-    if check_supported(policy) == "graph":
+    mode = check_supported(policy)
+    if mode == "torch":
+        from rllib_saliency.backends.torch import randomized_copy_backend
+
+        backend = randomized_copy_backend(policy, policy_id_of(policy), rng)
+    elif mode == "graph":
         from rllib_saliency.backends.tf_graph import TFGraphBackend
 
         backend = TFGraphBackend(policy, policy_id_of(policy))

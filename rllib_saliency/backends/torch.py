@@ -1,0 +1,160 @@
+"""Backend for torch RLModules (RLlib's new API stack): the module's own forward pass under autograd.
+
+The module's public ``forward_inference``/``forward_exploration`` run under
+``torch.no_grad()``, so this backend calls what they call: ``_forward`` (or a
+module's own ``_forward_inference`` override, if it keeps autograd), then the
+module's action-distribution class for ``logp`` and ``ValueFunctionAPI.compute_values``
+for ``value``. Explaining leaves the module as it was: gradients are taken with
+``torch.autograd.grad`` w.r.t. the observation only (no parameter ``.grad`` is
+written), ``requires_grad`` flags are not touched, and train/eval mode is restored.
+The computation runs on the module's device (a learner's GPU, if it has one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+
+from rllib_saliency.backends.base import ModelOutputs, check_state_count
+from rllib_saliency.targets import ResolvedTarget
+
+
+def value_head_error(module_id: str, reason: str) -> ValueError:
+    return ValueError(
+        f"target 'value' needs the module's value head, but module {module_id!r} has none ({reason}). "
+        "An env runner's module (and algo.get_module(...)) is inference-only and drops it: pass the "
+        "learner's module instead, e.g. algo.learner_group._learner.module[module_id] (num_learners=0), "
+        "or RLModule.from_checkpoint(<checkpoint>/learner_group/learner/rl_module/<module_id>); "
+        "or use target='action', 'action_K' or 'logp'."
+    )
+
+
+def module_device(module: Any) -> torch.device:
+    for parameter in module.parameters():
+        return parameter.device
+    return torch.device("cpu")
+
+
+@contextmanager
+def eval_mode(module: Any) -> Iterator[None]:
+    """The module in eval mode (no dropout, frozen batch-norm statistics), restored afterwards."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+class TorchBackend:
+    """Evaluates targets and input gradients of a torch RLModule."""
+
+    def __init__(self, module: Any, module_id: str) -> None:
+        self._module = module
+        self._module_id = module_id
+        # A module overriding _forward_inference defines its own greedy pass; the default
+        # one is _forward under no_grad.
+        own = type(module)._forward_inference is not TorchRLModule._forward_inference
+        self._forward_fn = module._forward_inference if own else module._forward
+        self._space = module.action_space
+
+    @property
+    def module(self) -> Any:
+        return self._module
+
+    def sync_weights(self) -> None:
+        """Nothing to do: the module itself (and its current weights) is used."""
+
+    def _tensor(self, obs: np.ndarray) -> torch.Tensor:
+        dtype = next(self._module.parameters(), torch.zeros((), dtype=torch.float32)).dtype
+        return torch.as_tensor(np.asarray(obs), dtype=dtype, device=module_device(self._module))
+
+    def _dist_inputs(self, obs: torch.Tensor) -> torch.Tensor:
+        outputs = self._forward_fn({Columns.OBS: obs})
+        dist_inputs = outputs[Columns.ACTION_DIST_INPUTS]
+        if obs.requires_grad and not dist_inputs.requires_grad:
+            raise TypeError(
+                f"module {self._module_id!r}: its {self._forward_fn.__name__} runs without autograd "
+                "(e.g. under torch.no_grad()), so no input gradient exists. Implement the forward pass "
+                "in _forward (RLlib's default _forward_inference calls it under no_grad)."
+            )
+        return dist_inputs
+
+    def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
+        check_state_count(self._module_id, 0, states)
+        with torch.inference_mode(False), torch.no_grad(), eval_mode(self._module):
+            dist_inputs = self._dist_inputs(self._tensor(obs))
+            dist = self._module.get_inference_action_dist_cls().from_logits(dist_inputs)
+            greedy = dist.to_deterministic().sample()
+        return ModelOutputs(
+            dist_inputs.detach().cpu().numpy().astype(np.float32),
+            greedy.detach().cpu().numpy().astype(self._space.dtype),
+        )
+
+    def _target(self, obs: torch.Tensor, target: ResolvedTarget) -> torch.Tensor:
+        if target.kind == "value":
+            if getattr(self._module, "inference_only", False) and not hasattr(self._module, "vf"):
+                raise value_head_error(self._module_id, "it is inference-only")
+            compute_values = getattr(self._module, "compute_values", None)
+            if compute_values is None:
+                raise value_head_error(self._module_id, "it does not implement ValueFunctionAPI")
+            try:
+                return compute_values({Columns.OBS: obs}).reshape(-1)
+            except TypeError as error:  # an inference-only copy: its vf is None
+                raise value_head_error(self._module_id, f"{type(error).__name__}: {error}") from error
+        dist_inputs = self._dist_inputs(obs)
+        if target.kind == "dist_input":
+            columns = torch.as_tensor(target.columns, dtype=torch.long, device=dist_inputs.device)
+            return dist_inputs.gather(1, columns[:, None])[:, 0]
+        if target.kind == "logp":
+            dist = self._module.get_exploration_action_dist_cls().from_logits(dist_inputs)
+            actions = torch.as_tensor(np.asarray(target.actions), device=dist_inputs.device)
+            return dist.logp(actions).reshape(-1)
+        raise ValueError(f"unknown target kind {target.kind!r}")
+
+    def evaluate(
+        self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        check_state_count(self._module_id, 0, target.states)
+        # inference_mode(False): a caller's torch.inference_mode() would make the input an
+        # inference tensor, which autograd cannot differentiate (set_grad_enabled does not undo it).
+        with torch.inference_mode(False), eval_mode(self._module), torch.set_grad_enabled(with_gradient):
+            inputs = self._tensor(obs)
+            if with_gradient:
+                inputs.requires_grad_(True)
+            values = self._target(inputs, target)
+            gradient = None
+            if with_gradient:
+                if values.requires_grad:
+                    # Each sample's target depends on its own row only: the gradient of the
+                    # sum is every row's gradient, in one backward pass. allow_unused: a target
+                    # that depends on parameters but not on the observation has gradient zero.
+                    (gradient,) = torch.autograd.grad(values.sum(), inputs, allow_unused=True)
+                if gradient is None:  # the target does not depend on the observation at all
+                    gradient = torch.zeros_like(inputs)
+        values_np = values.detach().cpu().numpy().astype(np.float32)
+        gradient_np = None if gradient is None else gradient.detach().cpu().numpy().astype(np.float32)
+        return values_np, gradient_np
+
+
+def randomized_copy_backend(module: Any, module_id: str, rng: np.random.Generator) -> TorchBackend:
+    """A backend on a deep copy of ``module`` with every parameter re-initialised (Glorot-uniform
+    weights, zero biases), drawn from ``rng``: the module itself and torch's RNG are untouched."""
+    import copy
+
+    from rllib_saliency.trust.randomization import _reinitialised
+
+    replica = copy.deepcopy(module)
+    parameters = list(replica.parameters())
+    values = _reinitialised([tuple(p.shape) for p in parameters], rng, channels_last=False)
+    with torch.no_grad():
+        for parameter, value in zip(parameters, values, strict=True):
+            parameter.copy_(torch.as_tensor(value, dtype=parameter.dtype))
+    return TorchBackend(replica, module_id)

@@ -1,0 +1,220 @@
+"""SaliencyCallbacks: sample observations during training, explain them, log compact summaries to
+TensorBoard from the driver. One class for both RLlib stacks.
+
+Design (one computation every ``every`` training iterations):
+
+1. ``on_sample_end`` (on each env runner that samples) offers the sampled rows to
+   a per-model reservoir of ``num_samples`` rows (:mod:`.sampling`). The stack
+   adapter (:mod:`rllib_saliency.stacks`) reads them from a ``SampleBatch`` (old
+   stack) or from episodes (new stack).
+2. ``on_train_result`` (on the driver, after the new weights reached the env
+   runners) asks the stack adapter for reports: on the old stack every runner
+   explains its reservoir with its own TF policy; on the new stack the learner's
+   torch module explains the runners' reservoirs (:mod:`.compute` either way).
+   Failures come back as data, never as exceptions.
+3. The driver merges the summaries and alone writes TensorBoard events (one
+   writer, created once) and adds the scalars to the training result (:mod:`.report`).
+
+Nothing here may break training: every stage runs under an error guard that logs
+the first traceback of each kind, then counts (:mod:`.errors`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from ray.rllib.callbacks.callbacks import RLlibCallback
+
+from rllib_saliency.callbacks.compute import Sample
+from rllib_saliency.callbacks.report import RESULT_KEY, Reporter, default_logdir
+from rllib_saliency.callbacks.sampling import SampleStore
+from rllib_saliency.callbacks.settings import (
+    ACTIVATION_OPTIONS,
+    DEFAULT_TRUST_METRICS,
+    TRUST_METRICS,
+    SaliencySettings,
+    make_settings,
+)
+
+__all__ = [
+    "ACTIVATION_OPTIONS",
+    "DEFAULT_TRUST_METRICS",
+    "RESULT_KEY",
+    "TRUST_METRICS",
+    "SaliencyCallbacks",
+    "SaliencySettings",
+    "default_logdir",
+    "find_saliency_callbacks",
+]
+
+
+def find_saliency_callbacks(runner: Any) -> SaliencyCallbacks | None:
+    """Our instance on an env runner: old stack ``worker.callbacks`` (possibly a
+    ``make_multi_callbacks`` wrapper), new stack ``env_runner._callbacks`` (a list)."""
+    candidates = []
+    for holder in (getattr(runner, "callbacks", None), getattr(runner, "_callbacks", None)):
+        if holder is None:
+            continue
+        if isinstance(holder, (list, tuple)):
+            candidates += list(holder)
+        else:
+            candidates += [holder, *getattr(holder, "_callback_list", [])]
+    for candidate in candidates:
+        if isinstance(candidate, SaliencyCallbacks):
+            return candidate
+        for inner in getattr(candidate, "_callback_list", []):
+            if isinstance(inner, SaliencyCallbacks):
+                return inner
+    return None
+
+
+def _saliency_callbacks(callbacks: Any) -> SaliencyCallbacks | None:
+    """Our instance inside a worker's callbacks object (kept for tests and user code)."""
+    if isinstance(callbacks, SaliencyCallbacks):
+        return callbacks
+    return find_saliency_callbacks(type("Runner", (), {"callbacks": callbacks})())
+
+
+class SaliencyCallbacks(RLlibCallback):
+    """Logs input attributions of every TF policy (old API stack) or torch RLModule (new API stack)
+    to TensorBoard during training.
+
+    ``config.callbacks(SaliencyCallbacks)`` for defaults, or
+    ``config.callbacks(SaliencyCallbacks.configure(every=5, ...))``.
+    """
+
+    def __init__(self, settings: SaliencySettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or SaliencySettings()
+        # Env-runner side: reservoirs (and, old stack, the explaining).
+        self.store = SampleStore(self.settings)
+        self.rng = np.random.default_rng(self.settings.seed)
+        # What was explained last, per model id (on the runner that explained it).
+        self.last_explained: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.last_states: dict[str, tuple[np.ndarray, ...]] = {}
+        # Driver side, created with the algorithm.
+        self._reporter: Reporter | None = None
+        self._computations = 0
+
+    @classmethod
+    def configure(
+        cls,
+        *,
+        every: int = 1,
+        num_samples: int = 64,
+        methods: Sequence[str] = ("gradient", "integrated_gradients"),
+        targets: Sequence[str] = ("action", "value"),
+        method_options: Mapping[str, Mapping[str, Any]] | None = None,
+        policies: Sequence[str] | None = None,
+        feature_names: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        logdir: str | None = None,
+        max_images: int = 4,
+        image_every: int = 10,
+        frame_maps: bool = False,
+        trust_metrics: Sequence[str] = DEFAULT_TRUST_METRICS,
+        activation_maximization_every: int | None = None,
+        activation_maximization_options: Mapping[str, Any] | None = None,
+        seed: int = 0,
+    ) -> functools.partial:
+        """Validate options now and return a callable for ``AlgorithmConfig.callbacks``.
+
+        Args:
+            every: training iterations between saliency computations.
+            num_samples: observations per policy (module) per env runner per
+                computation (a uniform reservoir over all batches since the last one).
+            methods: attribution methods (see ``rllib_saliency.METHODS``).
+            targets: ``"action"`` (for Box action spaces: every dimension,
+                logged as ``action_0``, ``action_1``, ...), ``"action_K"``,
+                ``"logp"`` (of the actions taken), ``"value"``.
+            method_options: per-method keyword options, e.g.
+                ``{"integrated_gradients": {"steps": 16}}``.
+            policies: policy ids (new stack: module ids) to explain; default all
+                supported ones.
+            feature_names: names for the observation features, one list for
+                every policy or a dict ``{policy_id: [...]}``.
+            logdir: where events go; default the algorithm's log dir (the trial
+                dir under Tune).
+            max_images: most samples shown in image summaries of image observations.
+            image_every: write the importance and evolution images every this
+                many computations (rendering costs ~0.1 s per image).
+            frame_maps: for image observations, also show each stacked frame
+                (channel) with its own map in the ``importance`` image.
+            trust_metrics: which of ``completeness``, ``deletion``, ``agreement``,
+                ``randomization`` to log with every map (``()`` for none).
+            activation_maximization_every: every this many saliency computations,
+                also run :func:`~rllib_saliency.maximize_activation` for every
+                action of every policy, from sampled observations (default off).
+            activation_maximization_options: its ``steps``, ``lr``, ``l2``, ``tv``,
+                ``n_starts``.
+            seed: seeds sampling and SmoothGrad noise.
+        """
+        settings = make_settings(
+            every=every,
+            num_samples=num_samples,
+            methods=methods,
+            targets=targets,
+            method_options=method_options,
+            policies=policies,
+            feature_names=feature_names,
+            logdir=logdir,
+            max_images=max_images,
+            image_every=image_every,
+            frame_maps=frame_maps,
+            trust_metrics=trust_metrics,
+            activation_maximization_every=activation_maximization_every,
+            activation_maximization_options=activation_maximization_options,
+            seed=seed,
+        )
+        return functools.partial(cls, settings=settings)
+
+    # ----- env runner side -------------------------------------------------------------
+
+    def on_sample_end(
+        self, *, env_runner: Any = None, samples: Any = None, worker: Any = None, **kwargs: Any
+    ) -> None:
+        from rllib_saliency.stacks import new, old
+
+        try:
+            if isinstance(samples, list):  # new stack: episodes
+                new.sample(self, env_runner or worker, samples)
+            else:
+                old.sample(self, worker or env_runner, samples)
+        except Exception as error:  # noqa: BLE001 - sampling must go on
+            self.store.errors.exception("sampling", error)
+
+    def remember(self, model_id: str, sample: Sample) -> None:
+        self.last_explained[model_id] = (sample.obs, sample.actions)
+        self.last_states[model_id] = sample.states
+
+    def add_starting_points(self, report: dict[str, Any], samples: dict[str, Sample]) -> None:
+        """Observations for activation maximization on the driver, if it is on."""
+        if self.settings.activation_maximization_every:
+            rows = int(self.settings.activation_maximization_options.get("n_starts", 8))
+            report["observations"] = {model_id: s.obs[:rows] for model_id, s in samples.items()}
+
+    def computation_seed(self) -> list[int]:
+        return [self.settings.seed, self._computations]
+
+    # ----- driver side -----------------------------------------------------------------
+
+    @property
+    def errors(self) -> Any:
+        return self._reporter.errors if self._reporter is not None else None
+
+    def on_train_result(self, *, algorithm: Any = None, result: dict | None = None, **kwargs: Any) -> None:
+        from rllib_saliency.stacks import stack_of
+
+        try:
+            if self._reporter is None:
+                self._reporter = Reporter(self.settings, stack_of(algorithm))
+            stack = self._reporter.stack
+        except Exception as error:  # noqa: BLE001 - a logging failure never kills training
+            import logging
+
+            logging.getLogger("rllib_saliency").exception("rllib_saliency: set-up failed: %s", error)
+            return
+        self._computations += 1
+        self._reporter.on_train_result(algorithm, result, lambda: stack.collect(self, algorithm))

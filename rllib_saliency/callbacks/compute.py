@@ -1,0 +1,113 @@
+"""Explain one model's sampled observations for the training callback: compact summaries only.
+
+The same code runs wherever a stack computes: on an old-stack env runner with
+its TF policy, or with a new-stack learner's torch RLModule. It never raises:
+each failing (target, method) pair comes back as an error record while the
+others go on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rllib_saliency.callbacks.errors import ErrorRecord
+from rllib_saliency.callbacks.settings import SaliencySettings
+from rllib_saliency.engine import explain
+from rllib_saliency.summaries import AttributionSummary, feature_layout, summarize
+from rllib_saliency.targets import action_targets
+from rllib_saliency.trust import deletion_auc, randomization_rank_corr, rank_agreement
+from rllib_saliency.trust.completeness import completeness_sums
+
+
+@dataclass(frozen=True)
+class Sample:
+    """What one model saw: observations, the actions taken, and per-row step inputs (recurrent state)."""
+
+    obs: np.ndarray
+    actions: np.ndarray
+    states: tuple[np.ndarray, ...] = ()
+
+
+def mean_sums(values: np.ndarray) -> tuple[float, float]:
+    """(sum, count) of the finite values: a mean that merges exactly across workers."""
+    finite = np.isfinite(values)
+    return float(values[finite].sum()), float(finite.sum())
+
+
+def targets_for(settings: SaliencySettings, action_space: Any) -> list[str]:
+    """The configured targets, ``"action"`` expanded for Box/MultiDiscrete action spaces."""
+    targets = []
+    for target in settings.targets:
+        targets += action_targets(action_space) if target == "action" else [target]
+    return targets
+
+
+def method_options(settings: SaliencySettings, method: str) -> dict[str, Any]:
+    options = dict(settings.method_options.get(method, {}))
+    if method == "smoothgrad":
+        options.setdefault("seed", settings.seed)
+    return options
+
+
+def _trust_sums(model: Any, attribution: Any, settings: SaliencySettings) -> dict[str, tuple[float, float]]:
+    """Trust metrics of one attribution as (numerator, denominator) sums, which merge exactly
+    across workers."""
+    metrics = settings.trust_metrics
+    sums: dict[str, tuple[float, float]] = {}
+    if "completeness" in metrics and attribution.delta is not None:
+        sums["completeness_error"] = completeness_sums(attribution)
+    if "deletion" in metrics:
+        by_map, by_chance = deletion_auc(model, attribution, seed=settings.seed)
+        sums["deletion_auc"] = mean_sums(by_map)
+        sums["deletion_auc_random"] = mean_sums(by_chance)
+    if "randomization" in metrics:
+        corr = randomization_rank_corr(model, attribution, seed=settings.seed)
+        sums["randomization_rank_corr"] = mean_sums(corr)
+    return sums
+
+
+def explain_sample(
+    model: Any,
+    model_id: str,
+    sample: Sample,
+    settings: SaliencySettings,
+    rng: np.random.Generator,
+) -> tuple[list[AttributionSummary], list[ErrorRecord]]:
+    """Every configured (target, method) of one model on its sample, with trust metrics."""
+    summaries: list[AttributionSummary] = []
+    errors: list[ErrorRecord] = []
+    try:
+        targets = targets_for(settings, model.action_space)
+        layout = feature_layout(model.observation_space)
+    except Exception:  # noqa: BLE001 - reported to the driver
+        return [], [(f"policy {model_id}", "PolicyError", traceback.format_exc(), 1)]
+    for target in targets:
+        attributions = {}
+        for method in settings.methods:
+            try:
+                attribution = explain(
+                    model,
+                    sample.obs,
+                    method,
+                    target,
+                    actions=sample.actions if target == "logp" else None,
+                    state=sample.states or None,
+                    **method_options(settings, method),
+                )
+                summary = summarize(attribution, model_id, rng, layout.parts, settings.max_images)
+                summary.trust = _trust_sums(model, attribution, settings)
+                summaries.append(summary)
+                attributions[method] = (attribution, summary)
+            except Exception as error:  # noqa: BLE001 - one bad pair must not stop the rest
+                errors.append(
+                    (f"explain {model_id}/{target}/{method}", type(error).__name__, traceback.format_exc(), 1)
+                )
+        if "agreement" in settings.trust_metrics:
+            for (a, (first, summary)), (b, (second, _)) in itertools.combinations(attributions.items(), 2):
+                summary.trust[f"agreement/{a}__{b}"] = mean_sums(rank_agreement(first, second))
+    return summaries, errors

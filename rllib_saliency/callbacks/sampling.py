@@ -1,0 +1,65 @@
+"""Env-runner side of the training callback: one uniform reservoir of sampled rows per model."""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+from rllib_saliency.callbacks.compute import Sample
+from rllib_saliency.callbacks.errors import PendingErrors
+from rllib_saliency.callbacks.settings import SaliencySettings
+from rllib_saliency.sampler import ReservoirSampler
+
+logger = logging.getLogger("rllib_saliency")
+
+
+class SampleStore:
+    """Which models this runner explains, and a reservoir of ``num_samples`` rows for each."""
+
+    def __init__(self, settings: SaliencySettings) -> None:
+        self.settings = settings
+        self.errors = PendingErrors()
+        self._samplers: dict[str, ReservoirSampler] = {}
+        self._choice: dict[str, bool] = {}
+
+    def wants(self, model_id: str, model: Any, check: Callable[[Any], Any]) -> bool:
+        """Whether to sample ``model_id``: configured, and ``check(model)`` (TypeError: not
+        supported, reported once to the driver) passes. Decided once per model."""
+        if model_id not in self._choice:
+            wanted = self.settings.policies is None or model_id in self.settings.policies
+            if wanted:
+                try:
+                    check(model)
+                except TypeError as error:
+                    logger.warning("rllib_saliency: %r is skipped: %s", model_id, error)
+                    self.errors.exception(f"policy {model_id}", error)
+                    wanted = False
+            self._choice[model_id] = wanted
+        return self._choice[model_id]
+
+    def refuse(self, model_id: str, error: TypeError) -> None:
+        """Stop sampling a model found unsupported while sampling; reported once to the driver."""
+        logger.warning("rllib_saliency: %r is skipped: %s", model_id, error)
+        self.errors.exception(f"policy {model_id}", error)
+        self._choice[model_id] = False
+        self._samplers.pop(model_id, None)
+
+    def add(self, model_id: str, worker_index: int, obs: Any, actions: Any, extras: tuple = ()) -> None:
+        if model_id not in self._samplers:
+            # Reproducible per (seed, model, env runner), different across runners.
+            seed = [self.settings.seed, zlib.crc32(model_id.encode()), worker_index]
+            self._samplers[model_id] = ReservoirSampler(self.settings.num_samples, seed)
+        self._samplers[model_id].add(obs, actions, extras)
+
+    def drain(self) -> tuple[dict[str, Sample], dict[str, int]]:
+        """The rows sampled since the last drain per model, and the non-finite rows skipped so far."""
+        samples: dict[str, Sample] = {}
+        skipped: dict[str, int] = {}
+        for model_id, sampler in self._samplers.items():
+            skipped[model_id] = sampler.skipped_nonfinite
+            drained = sampler.drain()
+            if drained is not None:
+                samples[model_id] = Sample(*drained)
+        return samples, skipped

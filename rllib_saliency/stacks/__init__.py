@@ -1,0 +1,31 @@
+"""Everything that differs between RLlib's two API stacks, one module each.
+
+:mod:`~rllib_saliency.stacks.old` knows TF policies, ``SampleBatch``es and policy
+ids; :mod:`~rllib_saliency.stacks.new` knows torch RLModules, episodes, the
+learner's module (which has the value head) and module ids. The callback calls
+one of them and nothing else stack-specific. Each adapter provides:
+
+* ``sample(callbacks, runner, samples)``: on an env runner, at ``on_sample_end``;
+* ``collect(callbacks, algorithm)``: on the driver, the workers' reports
+  (summaries, errors, observations), errors as data, never raising;
+* ``model(algorithm, model_id)``: a model with that id's spaces, for names and
+  activation maximization;
+* ``weights_fingerprint(algorithm, model_id)``: the learner's weights, for the
+  staleness check of reports computed on env runners.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def stack_of(algorithm_or_config: Any) -> Any:
+    """The adapter module for an algorithm (or its config)."""
+    config = getattr(algorithm_or_config, "config", algorithm_or_config)
+    if getattr(config, "enable_rl_module_and_learner", False):
+        from rllib_saliency.stacks import new
+
+        return new
+    from rllib_saliency.stacks import old
+
+    return old

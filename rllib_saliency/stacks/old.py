@@ -1,0 +1,86 @@
+"""RLlib's old API stack: TF policies, ``SampleBatch``es, policy ids.
+
+Each env runner that samples keeps a reservoir per policy; at a computation the
+driver asks every healthy runner, in parallel, to explain its reservoir with its
+own copy of the policy (``foreach_env_runner``) and send back summaries plus a
+weights fingerprint, which the driver checks against the learner's policy.
+"""
+
+from __future__ import annotations
+
+import traceback
+from typing import Any
+
+import numpy as np
+
+from rllib_saliency.backends import check_supported, policy_mode
+from rllib_saliency.callbacks.compute import explain_sample
+from rllib_saliency.recurrent import per_step_states
+
+NAME = "old"
+
+
+def _check_policy(policy: Any) -> None:
+    if policy_mode(policy) not in ("graph", "eager"):
+        raise TypeError(f"{type(policy).__name__} is not an old-API-stack TensorFlow policy")
+    check_supported(policy)
+
+
+def sample(callbacks: Any, worker: Any, samples: Any) -> None:
+    """``on_sample_end``: offer each policy's batch to its reservoir."""
+    store = callbacks.store
+    for policy_id, batch in samples.as_multi_agent().policy_batches.items():
+        policy = worker.policy_map[policy_id]
+        if store.wants(policy_id, policy, _check_policy):
+            extras = per_step_states(batch, policy)
+            store.add(policy_id, getattr(worker, "worker_index", 0), batch["obs"], batch["actions"], extras)
+
+
+def weights_fingerprint(policy_or_algorithm: Any, policy_id: str | None = None) -> float:
+    policy = policy_or_algorithm if policy_id is None else policy_or_algorithm.get_policy(policy_id)
+    weights = policy.get_weights()
+    arrays = weights.values() if isinstance(weights, dict) else weights
+    return float(sum(np.asarray(w, np.float64).sum() for w in arrays))
+
+
+def compute_on_env_runner(worker: Any) -> dict[str, Any]:
+    """Runs on an env runner: explain its reservoirs. Returns errors as data, never raises."""
+    from rllib_saliency.callbacks import find_saliency_callbacks
+
+    try:
+        callbacks = find_saliency_callbacks(worker)
+        if callbacks is None:
+            return {"summaries": [], "errors": [("compute", "NoCallbacks", "SaliencyCallbacks not found", 1)]}
+        samples, skipped = callbacks.store.drain()
+        report: dict[str, Any] = {
+            "summaries": [],
+            "errors": callbacks.store.errors.take(),
+            "fingerprints": {},
+            "skipped": skipped,
+        }
+        for policy_id, sample in samples.items():
+            callbacks.remember(policy_id, sample)
+            try:
+                policy = worker.policy_map[policy_id]
+                report["fingerprints"][policy_id] = weights_fingerprint(policy)
+            except Exception:  # noqa: BLE001
+                report["errors"].append((f"policy {policy_id}", "PolicyError", traceback.format_exc(), 1))
+                continue
+            summaries, errors = explain_sample(policy, policy_id, sample, callbacks.settings, callbacks.rng)
+            report["summaries"] += summaries
+            report["errors"] += errors
+        callbacks.add_starting_points(report, samples)
+        return report
+    except BaseException as error:  # noqa: BLE001 - must not take the env runner down
+        return {"summaries": [], "errors": [("compute", type(error).__name__, traceback.format_exc(), 1)]}
+
+
+def collect(callbacks: Any, algorithm: Any) -> list[dict[str, Any]]:
+    group = algorithm.env_runner_group
+    if group.num_remote_env_runners() > 0:
+        return group.foreach_env_runner(compute_on_env_runner, local_env_runner=False, healthy_only=True)
+    return [compute_on_env_runner(algorithm.env_runner)]
+
+
+def model(algorithm: Any, policy_id: str) -> Any:
+    return algorithm.get_policy(policy_id)

@@ -1,0 +1,213 @@
+"""SaliencyCallbacks on RLlib's new API stack (torch RLModules): real training, event files read back,
+values checked against explain() with the learner's module."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import learner_module, new_ppo_config
+from tb_events import decode_png, load, scalars
+
+from rllib_saliency import SaliencyCallbacks, explain
+from rllib_saliency.callbacks import find_saliency_callbacks
+
+pytestmark = pytest.mark.slow
+
+METHODS = ("gradient", "integrated_gradients")
+TARGETS = ("action", "value")
+
+
+def expected_mean_abs(algo, module_id: str, target: str, method: str, actions: bool = False) -> np.ndarray:
+    """explain() with the learner's module on the observations the callback explained last."""
+    obs, taken = find_saliency_callbacks(algo).last_explained[module_id]
+    attribution = explain(
+        learner_module(algo, module_id), obs, method, target, actions=taken if actions else None
+    )
+    return np.abs(attribution.values).mean(axis=0)
+
+
+@pytest.mark.parametrize("num_env_runners", [0, 2])
+def test_every_documented_tag_at_every_step(ray_cluster, tmp_path, num_env_runners):
+    config = new_ppo_config(num_env_runners=num_env_runners).callbacks(
+        SaliencyCallbacks.configure(
+            every=1, methods=METHODS, targets=TARGETS, image_every=1, logdir=str(tmp_path)
+        )
+    )
+    algo = config.build_algo()
+    try:
+        results = [algo.train() for _ in range(2)]
+        # New-stack results have no timesteps_total: the step is the iteration, as in Tune's logger.
+        steps = [r["training_iteration"] for r in results]
+        assert steps == [1, 2] and "timesteps_total" not in results[-1]
+        events = load(str(tmp_path))
+        for target in TARGETS:
+            for method in METHODS:
+                prefix = f"saliency/default_policy/{target}/{method}"
+                for feature in range(4):
+                    tag = f"{prefix}/mean_abs/f{feature}"
+                    assert sorted(scalars(events, tag)) == steps, tag
+                    for result in results:
+                        in_result = float(
+                            result["saliency"][f"default_policy/{target}/{method}/mean_abs/f{feature}"]
+                        )
+                        assert scalars(events, tag)[result["training_iteration"]] == pytest.approx(
+                            in_result, rel=1e-6
+                        )
+                assert [e.step for e in events.Histograms(f"{prefix}/distribution")] == steps
+                for kind in ("importance", "evolution"):
+                    images = events.Images(f"{prefix}/{kind}")
+                    assert [e.step for e in images] == steps
+                    pixels = decode_png(images[-1])
+                    assert pixels.shape[0] > 100 and pixels.shape[1] > 300 and pixels.std() > 10
+                last = [scalars(events, f"{prefix}/mean_abs/f{j}")[steps[-1]] for j in range(4)]
+                np.testing.assert_allclose(
+                    last, expected_mean_abs(algo, "default_policy", target, method), rtol=1e-4
+                )
+            trust = f"saliency/default_policy/{target}"
+            completeness = scalars(events, f"{trust}/integrated_gradients/trust/completeness_error")
+            assert sorted(completeness) == steps and max(completeness.values()) < 0.01
+            for method in METHODS:
+                for metric in ("deletion_auc", "deletion_auc_random"):
+                    assert sorted(scalars(events, f"{trust}/{method}/trust/{metric}")) == steps
+            agreement = scalars(events, f"{trust}/agreement/gradient__integrated_gradients")
+            assert sorted(agreement) == steps and all(-1 <= v <= 1 for v in agreement.values())
+        assert "saliency/config" in events.Tags()["tensors"]
+        assert "errors" not in results[-1]["saliency"]
+        # Every env runner's reservoir was explained: num_samples rows per sampling runner.
+        obs, _ = find_saliency_callbacks(algo).last_explained["default_policy"]
+        assert len(obs) == 64 * max(1, num_env_runners)
+        if num_env_runners:
+            assert algo.env_runner_group.num_healthy_remote_workers() == num_env_runners
+    finally:
+        algo.stop()
+
+
+def test_multi_agent_modules_are_logged_separately(ray_cluster, tmp_path):
+    from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
+
+    config = (
+        new_ppo_config()
+        .environment(MultiAgentCartPole, env_config={"num_agents": 2})
+        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda agent_id, *a, **k: f"p{agent_id}")
+        .callbacks(
+            SaliencyCallbacks.configure(
+                methods=("gradient",), targets=("value", "logp"), logdir=str(tmp_path)
+            )
+        )
+    )
+    algo = config.build_algo()
+    try:
+        result = algo.train()
+        events = load(str(tmp_path))
+        step = result["training_iteration"]
+        values = {}
+        for module_id in ("p0", "p1"):
+            for target in ("value", "logp"):
+                logged = [
+                    scalars(events, f"saliency/{module_id}/{target}/gradient/mean_abs/f{j}")[step]
+                    for j in range(4)
+                ]
+                expected = expected_mean_abs(algo, module_id, target, "gradient", actions=target == "logp")
+                np.testing.assert_allclose(logged, expected, rtol=1e-4)
+                values[module_id, target] = np.array(logged)
+        # Two independently initialised modules: their value maps must differ.
+        assert not np.allclose(values["p0", "value"], values["p1", "value"], rtol=1e-3)
+        assert "errors" not in result["saliency"]
+    finally:
+        algo.stop()
+
+
+def test_box_actions_and_feature_names(ray_cluster, tmp_path):
+    names = ["cos_theta", "sin_theta", "theta_dot"]
+    config = new_ppo_config("Pendulum-v1").callbacks(
+        SaliencyCallbacks.configure(
+            methods=("gradient",),
+            targets=("action", "logp"),
+            feature_names=names,
+            trust_metrics=("randomization",),
+            logdir=str(tmp_path),
+        )
+    )
+    algo = config.build_algo()
+    try:
+        result = algo.train()
+        events = load(str(tmp_path))
+        tags = set(events.Tags()["scalars"])
+        for target in ("action_0", "logp"):
+            for name in names:
+                assert f"saliency/default_policy/{target}/gradient/mean_abs/{name}" in tags
+        randomization = scalars(
+            events, "saliency/default_policy/action_0/gradient/trust/randomization_rank_corr"
+        )
+        assert -1 <= randomization[result["training_iteration"]] < 0.95
+        logged = [scalars(events, f"saliency/default_policy/logp/gradient/mean_abs/{n}")[1] for n in names]
+        np.testing.assert_allclose(
+            logged, expected_mean_abs(algo, "default_policy", "logp", "gradient", True), rtol=1e-4
+        )
+        assert "errors" not in result["saliency"]
+    finally:
+        algo.stop()
+
+
+def test_discrete_observations_through_flatten_observations(ray_cluster, tmp_path):
+    """FrozenLake's Discrete(16) observations reach the module one-hot (the connector writes them
+    back into the episode): the maps are over the 16 one-hot inputs the module saw."""
+    from ray.rllib.connectors.env_to_module import FlattenObservations
+
+    config = (
+        new_ppo_config("FrozenLake-v1")
+        .environment("FrozenLake-v1", env_config={"is_slippery": False})
+        .env_runners(env_to_module_connector=lambda env, spaces=None, device=None: FlattenObservations())
+        .callbacks(
+            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+        )
+    )
+    algo = config.build_algo()
+    try:
+        result = algo.train()
+        obs, _ = find_saliency_callbacks(algo).last_explained["default_policy"]
+        assert obs.shape[1:] == (16,) and np.all(obs.sum(axis=1) == 1)  # one-hot rows
+        events = load(str(tmp_path))
+        logged = [
+            scalars(events, f"saliency/default_policy/action/gradient/mean_abs/f{j}")[1] for j in range(16)
+        ]
+        np.testing.assert_allclose(
+            logged, expected_mean_abs(algo, "default_policy", "action", "gradient"), rtol=1e-4
+        )
+        assert "errors" not in result["saliency"]
+    finally:
+        algo.stop()
+
+
+def test_same_weights_with_and_without_the_callback(ray_cluster, tmp_path):
+    """Explaining reads the learner's module and never changes it, nor the RNG training draws from."""
+
+    def final_weights(callbacks):
+        config = new_ppo_config()
+        if callbacks is not None:
+            config = config.callbacks(callbacks)
+        algo = config.build_algo()
+        try:
+            for _ in range(2):
+                algo.train()
+            return algo.learner_group.get_weights()["default_policy"]
+        finally:
+            algo.stop()
+
+    plain = final_weights(None)
+    again = final_weights(None)
+    # RLlib is deterministic here (0 env runners, one seed): the comparison below means something.
+    assert all(np.array_equal(plain[k], again[k]) for k in plain)
+    explained = final_weights(
+        SaliencyCallbacks.configure(
+            methods=("gradient", "smoothgrad", "integrated_gradients", "occlusion"),
+            targets=("action", "logp", "value"),
+            trust_metrics=("completeness", "deletion", "agreement", "randomization"),
+            activation_maximization_every=1,
+            activation_maximization_options={"steps": 5, "n_starts": 2},
+            logdir=str(tmp_path),
+        )
+    )
+    assert sorted(explained) == sorted(plain)
+    for key in plain:
+        np.testing.assert_array_equal(explained[key], plain[key], err_msg=key)
