@@ -13,16 +13,18 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/cartpole.py
+	$(PY) examples/cartpole_torch.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check rllib_saliency tests examples benchmarks
 
-# One pytest process per TensorFlow mode: a process cannot build both graph-mode
-# ("tf") and eager ("tf2") RLlib algorithms.
+# One pytest process per framework: a process cannot build both graph-mode ("tf")
+# and eager ("tf2") RLlib algorithms. "tf"/"tf2" run the old-API-stack tests in
+# tests/, "torch" the new-API-stack tests in tests/new_stack/ (tests/conftest.py picks).
 test: lint
 	RLLIB_SALIENCY_TEST_FRAMEWORK=tf $(PY) -m pytest tests -q
 	RLLIB_SALIENCY_TEST_FRAMEWORK=tf2 $(PY) -m pytest tests -q
+	RLLIB_SALIENCY_TEST_FRAMEWORK=torch $(PY) -m pytest tests -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py

@@ -76,7 +76,8 @@ def learner_module(algo, module_id: str = "default_policy"):
 def ray_cluster():
     # Ray workers unpickle callbacks defined in test modules: let them import them.
     tests_dir = os.path.dirname(os.path.abspath(__file__))
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (tests_dir, os.environ.get("PYTHONPATH")) if p)
+    paths = (tests_dir, os.path.join(tests_dir, "new_stack"), os.environ.get("PYTHONPATH"))
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     # Logical CPUs: a Tune trial plus env runners needs more actors than the 2 real cores.
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield

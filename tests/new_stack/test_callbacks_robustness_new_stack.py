@@ -1,0 +1,182 @@
+"""SaliencyCallbacks never breaks new-stack training: unsupported modules, restarts, checkpoints,
+composition, Tune."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytest
+from conftest import new_ppo_config
+from ray.rllib.algorithms.algorithm import Algorithm
+from ray.rllib.callbacks.callbacks import RLlibCallback
+from tb_events import load, scalars
+
+from rllib_saliency import SaliencyCallbacks
+from rllib_saliency.history import HISTORY_FILE, EvolutionHistory
+
+pytestmark = pytest.mark.slow
+
+TAG = "saliency/default_policy/action/gradient/mean_abs/f2"
+
+
+def saliency_errors(caplog) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.name == "rllib_saliency" and r.levelno >= logging.ERROR
+    ]
+
+
+def test_an_unsupported_module_is_reported_once_and_skipped(ray_cluster, tmp_path, caplog):
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    config = (
+        new_ppo_config()
+        .rl_module(model_config=DefaultModelConfig(use_lstm=True, max_seq_len=8, lstm_cell_size=16))
+        .callbacks(
+            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+        )
+    )
+    algo = config.build_algo()
+    try:
+        with caplog.at_level(logging.ERROR, logger="rllib_saliency"):
+            results = [algo.train() for _ in range(2)]
+        assert results[-1]["training_iteration"] == 2
+        assert np.isfinite(results[-1]["env_runners"]["episode_return_mean"])
+        assert results[-1]["saliency"]["errors"] == 1  # reported once, then the module is skipped
+        messages = saliency_errors(caplog)
+        assert len(messages) == 1 and "is stateful" in messages[0]
+    finally:
+        algo.stop()
+
+
+def test_restarted_env_runner_resumes_saliency(ray_cluster, tmp_path):
+    config = (
+        new_ppo_config(num_env_runners=2)
+        .fault_tolerance(restart_failed_env_runners=True)
+        .callbacks(
+            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+        )
+    )
+    algo = config.build_algo()
+    try:
+        algo.train()
+        # Kill one remote env runner's process, as a crash would.
+        algo.env_runner_group.foreach_env_runner(
+            lambda w: os._exit(1), local_env_runner=False, remote_worker_ids=[1]
+        )
+        results = [algo.train() for _ in range(3)]
+        assert all(np.isfinite(r["env_runners"]["episode_return_mean"]) for r in results)
+        logged = scalars(load(str(tmp_path)), TAG)
+        assert all(r["training_iteration"] in logged for r in results)
+        assert "errors" not in results[-1]["saliency"]
+    finally:
+        algo.stop()
+
+
+def test_checkpoint_restore_continues_steps_and_evolution_history(ray_cluster, tmp_path):
+    logdir = tmp_path / "logs"
+    config = new_ppo_config().callbacks(
+        SaliencyCallbacks.configure(
+            methods=("gradient",), targets=("action",), image_every=1, logdir=str(logdir)
+        )
+    )
+    algo = config.build_algo()
+    first = [algo.train()["training_iteration"] for _ in range(2)]
+    checkpoint = algo.save_to_path(str(tmp_path / "checkpoint"))
+    algo.stop()
+    restored = Algorithm.from_checkpoint(checkpoint)
+    try:
+        later = restored.train()["training_iteration"]
+        assert later == first[-1] + 1
+        events = load(str(logdir))
+        assert sorted(scalars(events, TAG)) == [*first, later]
+        prefix = "saliency/default_policy/action/gradient"
+        assert [e.step for e in events.Images(f"{prefix}/evolution")] == [*first, later]
+        history = EvolutionHistory(str(logdir / HISTORY_FILE))[prefix]
+        assert history.steps == [*first, later] and len(history.values) == 3
+        assert len(events.Tensors("saliency/config")) == 1
+    finally:
+        restored.stop()
+
+
+class MarkingCallbacks(RLlibCallback):
+    """A user's own callbacks: marks results and counts sampled batches on every runner."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = 0
+
+    def on_sample_end(self, *, samples, **kwargs):
+        self.batches += 1
+
+    def on_train_result(self, *, result, **kwargs):
+        result["user_callback_ran"] = True
+
+
+@pytest.mark.parametrize("form", ["list", "make_multi_callbacks"])
+def test_composes_with_user_callbacks(ray_cluster, tmp_path, form):
+    from ray.rllib.algorithms.callbacks import make_multi_callbacks
+
+    classes = [
+        MarkingCallbacks,
+        SaliencyCallbacks.configure(
+            every=2, methods=("gradient",), targets=("action",), logdir=str(tmp_path)
+        ),
+    ]
+    config = new_ppo_config(num_env_runners=1).callbacks(
+        classes if form == "list" else make_multi_callbacks(classes)
+    )
+    algo = config.build_algo()
+    try:
+        results = [algo.train() for _ in range(2)]
+        assert all(r["user_callback_ran"] for r in results)
+        assert "saliency" not in results[0] and "saliency" in results[1]
+        assert sorted(scalars(load(str(tmp_path)), TAG)) == [results[1]["training_iteration"]]
+        assert "errors" not in results[1]["saliency"]
+
+        def user_batches(runner):
+            holders = runner._callbacks
+            for holder in holders:
+                for callbacks in [holder, *getattr(holder, "_callback_list", [])]:
+                    if isinstance(callbacks, MarkingCallbacks):
+                        return callbacks.batches
+            return -1
+
+        # The user's hook ran on the remote runner too, beside ours.
+        assert algo.env_runner_group.foreach_env_runner(user_batches, local_env_runner=False)[0] >= 2
+    finally:
+        algo.stop()
+
+
+def test_tune_trial_dir_holds_rllib_curves_and_saliency(ray_cluster, tmp_path):
+    import csv
+    import glob
+
+    from ray import tune
+    from ray.rllib.algorithms.ppo import PPO
+
+    config = new_ppo_config().callbacks(
+        SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), image_every=1)
+    )
+    tuner = tune.Tuner(
+        PPO,
+        param_space=config,
+        run_config=tune.RunConfig(
+            name="saliency", storage_path=str(tmp_path), stop={"training_iteration": 2}, verbose=0
+        ),
+    )
+    result = tuner.fit()[0]
+    assert result.error is None
+    trial_dir = result.path
+    ours = glob.glob(os.path.join(trial_dir, "events.out.tfevents.*.saliency"))
+    tunes = [f for f in glob.glob(os.path.join(trial_dir, "events.out.tfevents.*")) if f not in ours]
+    assert len(ours) == 1 and tunes
+    assert sorted(scalars(load(trial_dir), TAG)) == [1, 2]
+    with open(os.path.join(trial_dir, "progress.csv")) as file:
+        header = next(csv.reader(file))
+    assert "saliency/default_policy/action/gradient/mean_abs/f2" in header
+    # Tune's own TensorBoard logger skips our scalars (np.longdouble): one copy, under our tags.
+    assert not [
+        t for t in load(trial_dir).Tags()["scalars"] if t.startswith("ray/tune/saliency/") and "mean_abs" in t
+    ]

@@ -1,0 +1,38 @@
+"""The new-stack examples stay runnable (short runs)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
+
+
+def run_example(name: str, *args: str, cwd: Path) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_cartpole_torch_demo_prints_the_tensorboard_command(tmp_path):
+    out = run_example("cartpole_torch.py", "--iterations", "2", "--storage", str(tmp_path), cwd=tmp_path)
+    trial_dir = out.split("one run): ")[1].splitlines()[0].strip()
+    assert list(Path(trial_dir).glob("events.out.tfevents.*.saliency"))
+    command = next(line.strip() for line in out.splitlines() if "--logdir" in line)
+    executable, _, logdir = command.partition(" --logdir ")
+    assert os.path.isabs(executable) and os.path.exists(executable)
+    assert logdir == os.path.dirname(trial_dir)  # one level up: the run has a name in TensorBoard
+    assert "Checkpoint: " in out
+
+
+def test_multi_agent_torch_example(tmp_path):
+    out = run_example("multi_agent_torch.py", "--iterations", "1", cwd=tmp_path)
+    assert "left: |d logit/d pole_angle|" in out and "right:" in out
