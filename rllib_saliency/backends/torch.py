@@ -8,12 +8,22 @@ for ``value``. Explaining leaves the module as it was: gradients are taken with
 ``torch.autograd.grad`` w.r.t. the observation only (no parameter ``.grad`` is
 written), ``requires_grad`` flags are not touched, and train/eval mode is restored.
 The computation runs on the module's device (a learner's GPU, if it has one).
+
+Targets that need the greedy action ("action", "logp" without actions) are resolved
+by a :meth:`TorchBackend.forward` pass at the observations, then differentiated by
+:meth:`TorchBackend.evaluate` at the same observations. ``forward`` therefore runs
+under autograd and keeps its pass for the very next ``evaluate``: when that one gets
+the same observations and the module's parameters are unchanged (same tensors, same
+in-place version counters), it differentiates the kept pass instead of running the
+module again. Any ``evaluate`` call drops the kept pass, used or not.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,25 +55,69 @@ def module_device(module: Any) -> torch.device:
 def eval_mode(module: Any) -> Iterator[None]:
     """The module in eval mode (no dropout, frozen batch-norm statistics), restored afterwards."""
     modes = [(m, m.training) for m in module.modules()]
-    module.eval()
+    training = [(m, mode) for m, mode in modes if mode]
+    if training:
+        module.eval()
     try:
         yield
     finally:
-        for m, training in modes:
-            m.training = training
+        # Restores each submodule's own flag (mixed modes included). The flag is a plain
+        # attribute: object.__setattr__ skips nn.Module.__setattr__'s slow path.
+        for m, mode in training:
+            object.__setattr__(m, "training", mode)
+
+
+def parameter_state(module: Any) -> tuple:
+    """Which parameter tensors the module has, and their in-place versions, dtypes and devices."""
+    return tuple((p, p._version, p.dtype, p.device) for p in module.parameters())
+
+
+def same_parameters(first: tuple, second: tuple) -> bool:
+    return len(first) == len(second) and all(
+        a[0] is b[0] and a[1:] == b[1:] for a, b in zip(first, second, strict=True)
+    )
+
+
+@dataclass
+class KeptPass:
+    """forward()'s autograd pass, kept for the next evaluate() at the same observations."""
+
+    obs: np.ndarray
+    inputs: torch.Tensor
+    dist_inputs: torch.Tensor
+    parameters: tuple
+
+    def matches(self, obs: np.ndarray, parameters: tuple) -> bool:
+        return (
+            self.obs.shape == obs.shape
+            and np.array_equal(self.obs, obs)
+            and same_parameters(self.parameters, parameters)
+        )
 
 
 class TorchBackend:
     """Evaluates targets and input gradients of a torch RLModule."""
 
-    def __init__(self, module: Any, module_id: str) -> None:
-        self._module = module
+    def __init__(self, module: Any, module_id: str, *, owned: bool = False) -> None:
+        # A weak reference: backend_for() caches backends in a WeakKeyDictionary keyed by the
+        # module, and a strong one would keep every explained module alive for good. ``owned``:
+        # the backend is the module's only holder (a randomised copy).
+        self._module_ref = weakref.ref(module)
+        self._owned = module if owned else None
         self._module_id = module_id
         # A module overriding _forward_inference defines its own greedy pass; the default
-        # one is _forward under no_grad.
+        # one is _forward under no_grad. (A name, not a bound method: that would hold the module.)
         own = type(module)._forward_inference is not TorchRLModule._forward_inference
-        self._forward_fn = module._forward_inference if own else module._forward
+        self._forward_name = "_forward_inference" if own else "_forward"
         self._space = module.action_space
+        self._kept: KeptPass | None = None
+
+    @property
+    def _module(self) -> Any:
+        module = self._module_ref()
+        if module is None:
+            raise ReferenceError(f"module {self._module_id!r} of this backend no longer exists.")
+        return module
 
     @property
     def module(self) -> Any:
@@ -74,14 +128,16 @@ class TorchBackend:
 
     def _tensor(self, obs: np.ndarray) -> torch.Tensor:
         dtype = next(self._module.parameters(), torch.zeros((), dtype=torch.float32)).dtype
-        return torch.as_tensor(np.asarray(obs), dtype=dtype, device=module_device(self._module))
+        return torch.as_tensor(np.ascontiguousarray(obs), dtype=dtype, device=module_device(self._module))
+
+    def _run(self, obs: torch.Tensor) -> torch.Tensor:
+        return getattr(self._module, self._forward_name)({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
 
     def _dist_inputs(self, obs: torch.Tensor) -> torch.Tensor:
-        outputs = self._forward_fn({Columns.OBS: obs})
-        dist_inputs = outputs[Columns.ACTION_DIST_INPUTS]
+        dist_inputs = self._run(obs)
         if obs.requires_grad and not dist_inputs.requires_grad:
             raise TypeError(
-                f"module {self._module_id!r}: its {self._forward_fn.__name__} runs without autograd "
+                f"module {self._module_id!r}: its {self._forward_name} runs without autograd "
                 "(e.g. under torch.no_grad()), so no input gradient exists. Implement the forward pass "
                 "in _forward (RLlib's default _forward_inference calls it under no_grad)."
             )
@@ -89,10 +145,19 @@ class TorchBackend:
 
     def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
         check_state_count(self._module_id, 0, states)
-        with torch.inference_mode(False), torch.no_grad(), eval_mode(self._module):
-            dist_inputs = self._dist_inputs(self._tensor(obs))
-            dist = self._module.get_inference_action_dist_cls().from_logits(dist_inputs)
-            greedy = dist.to_deterministic().sample()
+        self._kept = None
+        with torch.inference_mode(False), eval_mode(self._module):
+            with torch.enable_grad():  # kept for evaluate(): see the module docstring
+                inputs = self._tensor(obs).requires_grad_(True)
+                dist_inputs = self._run(inputs)
+            if dist_inputs.requires_grad:  # (not for a module whose pass runs without autograd)
+                self._kept = KeptPass(
+                    np.array(obs, copy=True), inputs, dist_inputs, parameter_state(self._module)
+                )
+            with torch.no_grad():
+                dist_inputs = dist_inputs.detach()
+                dist = self._module.get_inference_action_dist_cls().from_logits(dist_inputs)
+                greedy = dist.to_deterministic().sample()
         return ModelOutputs(
             dist_inputs.detach().cpu().numpy().astype(np.float32),
             greedy.detach().cpu().numpy().astype(self._space.dtype),
@@ -109,7 +174,9 @@ class TorchBackend:
                 return compute_values({Columns.OBS: obs}).reshape(-1)
             except TypeError as error:  # an inference-only copy: its vf is None
                 raise value_head_error(self._module_id, f"{type(error).__name__}: {error}") from error
-        dist_inputs = self._dist_inputs(obs)
+        return self._from_dist_inputs(self._dist_inputs(obs), target)
+
+    def _from_dist_inputs(self, dist_inputs: torch.Tensor, target: ResolvedTarget) -> torch.Tensor:
         if target.kind == "dist_input":
             columns = torch.as_tensor(target.columns, dtype=torch.long, device=dist_inputs.device)
             return dist_inputs.gather(1, columns[:, None])[:, 0]
@@ -123,13 +190,22 @@ class TorchBackend:
         self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
         check_state_count(self._module_id, 0, target.states)
+        kept, self._kept = self._kept, None
+        if kept is not None and (
+            target.kind == "value" or not kept.matches(obs, parameter_state(self._module))
+        ):
+            kept = None
         # inference_mode(False): a caller's torch.inference_mode() would make the input an
         # inference tensor, which autograd cannot differentiate (set_grad_enabled does not undo it).
         with torch.inference_mode(False), eval_mode(self._module), torch.set_grad_enabled(with_gradient):
-            inputs = self._tensor(obs)
-            if with_gradient:
-                inputs.requires_grad_(True)
-            values = self._target(inputs, target)
+            if kept is not None:  # forward() ran this very pass already
+                inputs = kept.inputs
+                values = self._from_dist_inputs(kept.dist_inputs, target)
+            else:
+                inputs = self._tensor(obs)
+                if with_gradient:
+                    inputs.requires_grad_(True)
+                values = self._target(inputs, target)
             gradient = None
             if with_gradient:
                 if values.requires_grad:
@@ -157,4 +233,4 @@ def randomized_copy_backend(module: Any, module_id: str, rng: np.random.Generato
     with torch.no_grad():
         for parameter, value in zip(parameters, values, strict=True):
             parameter.copy_(torch.as_tensor(value, dtype=parameter.dtype))
-    return TorchBackend(replica, module_id)
+    return TorchBackend(replica, module_id, owned=True)

@@ -77,13 +77,17 @@ def explain_sample(
     sample: Sample,
     settings: SaliencySettings,
     rng: np.random.Generator,
+    layout_space: Any = None,
 ) -> tuple[list[AttributionSummary], list[ErrorRecord]]:
-    """Every configured (target, method) of one model on its sample, with trust metrics."""
+    """Every configured (target, method) of one model on its sample, with trust metrics.
+
+    ``layout_space``: the space whose structure names the features, if not the model's own
+    (new stack: the env's Dict space that a connector flattened)."""
     summaries: list[AttributionSummary] = []
     errors: list[ErrorRecord] = []
     try:
         targets = targets_for(settings, model.action_space)
-        layout = feature_layout(model.observation_space)
+        layout = feature_layout(layout_space or model.observation_space)
     except Exception:  # noqa: BLE001 - reported to the driver
         return [], [(f"policy {model_id}", "PolicyError", traceback.format_exc(), 1)]
     for target in targets:

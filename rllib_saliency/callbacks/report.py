@@ -70,6 +70,8 @@ class Reporter:
         self._history = EvolutionHistory()
         self._layouts: dict[str, Any] = {}
         self._skipped: dict[str, int] = {}
+        # Spaces that name a model's features better than its own (see stacks/new.py).
+        self._layout_spaces: dict[str, Any] = {}
 
     def on_train_result(self, algorithm: Any, result: dict, collect: Callable[[], list[dict]]) -> None:
         """One computation, if due: ``collect`` asks the stack for its workers' reports."""
@@ -112,6 +114,7 @@ class Reporter:
         for report in reports:
             for policy_id, count in report.get("skipped", {}).items():
                 self._skipped[policy_id] = self._skipped.get(policy_id, 0) + count
+            self._layout_spaces.update(report.get("layout_spaces", {}))
             for stage, kind, details, times in report.get("errors", []):
                 self.errors.record(stage, kind, details, times)
             for policy_id, fingerprint in report.get("fingerprints", {}).items():
@@ -150,13 +153,17 @@ class Reporter:
             self._layouts[policy_id] = feature_layout(observation_space)
         return self._layouts[policy_id]
 
+    def _space_of(self, algorithm: Any, policy_id: str) -> Any:
+        """The space whose structure names the model's features."""
+        return self._layout_spaces.get(policy_id) or self.stack.model(algorithm, policy_id).observation_space
+
     def _names_for(self, algorithm: Any, summary: MergedSummary) -> list[str]:
-        space = self.stack.model(algorithm, summary.policy_id).observation_space
+        space = self._space_of(algorithm, summary.policy_id)
         return self._feature_names(summary.policy_id, len(summary.mean_abs), space)
 
     def _shares(self, algorithm: Any, summary: MergedSummary) -> dict[str, float]:
         """Each top-level key's share of the total mean |attribution| (structured observations)."""
-        space = self.stack.model(algorithm, summary.policy_id).observation_space
+        space = self._space_of(algorithm, summary.policy_id)
         top_keys = self._layout_of(summary.policy_id, space).top_keys
         total = float(summary.mean_abs.sum())
         if top_keys is None or total <= 0:
@@ -256,7 +263,7 @@ class Reporter:
         for policy_id, chunks in observations.items():
             policy = self.stack.model(algorithm, policy_id)
             obs = np.concatenate(chunks)
-            feature_names = self._layout_of(policy_id, policy.observation_space).names
+            feature_names = self._layout_of(policy_id, self._space_of(algorithm, policy_id)).names
             for target in all_action_targets(policy.action_space):
                 try:
                     found = maximize_activation(

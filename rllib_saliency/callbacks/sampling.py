@@ -23,6 +23,9 @@ class SampleStore:
         self.errors = PendingErrors()
         self._samplers: dict[str, ReservoirSampler] = {}
         self._choice: dict[str, bool] = {}
+        self._checked: set[str] = set()
+        # Stack-specific: a space naming each model's features, if not its own.
+        self.layout_spaces: dict[str, Any] = {}
 
     def wants(self, model_id: str, model: Any, check: Callable[[Any], Any]) -> bool:
         """Whether to sample ``model_id``: configured, and ``check(model)`` (TypeError: not
@@ -38,6 +41,13 @@ class SampleStore:
                     wanted = False
             self._choice[model_id] = wanted
         return self._choice[model_id]
+
+    def checked(self, model_id: str) -> bool:
+        """Whether the stack already checked that this model's rows are what it saw."""
+        return model_id in self._checked
+
+    def mark_checked(self, model_id: str) -> None:
+        self._checked.add(model_id)
 
     def refuse(self, model_id: str, error: TypeError) -> None:
         """Stop sampling a model found unsupported while sampling; reported once to the driver."""

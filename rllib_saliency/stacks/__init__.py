@@ -9,7 +9,8 @@ one of them and nothing else stack-specific. Each adapter provides:
 * ``collect(callbacks, algorithm)``: on the driver, the workers' reports
   (summaries, errors, observations), errors as data, never raising;
 * ``model(algorithm, model_id)``: a model with that id's spaces, for names and
-  activation maximization;
+  activation maximization (reports may name a better space for the names:
+  ``layout_spaces``, e.g. the Dict space a new-stack connector flattened);
 * ``weights_fingerprint(algorithm, model_id)``: the learner's weights, for the
   staleness check of reports computed on env runners.
 """

@@ -40,17 +40,115 @@ def _agent_parts(episode: Any) -> list[tuple[str, Any]]:
     return [(part.module_id, part) for part in agent_episodes.values()]
 
 
+def layout_space(env_runner: Any, module: Any) -> Any:
+    """The module's Box space carrying, as ``original_space``, the env's Dict/Tuple/Discrete space
+    that RLlib's ``FlattenObservations`` connector flattened into it (single-agent runs), so
+    features get names like ``pos.0`` and one-hot parts are summed per key; None otherwise."""
+    import gymnasium as gym
+    from ray.rllib.connectors.common.flatten_observations import FlattenObservations
+
+    from rllib_saliency.structure import is_structured
+
+    pipeline = getattr(env_runner, "_env_to_module", None)
+    if not any(isinstance(c, FlattenObservations) for c in getattr(pipeline, "connectors", [])):
+        return None
+    original = getattr(pipeline, "input_observation_space", None)
+    box = module.observation_space
+    if original is None or not is_structured(original) or isinstance(box, gym.spaces.Dict):
+        return None
+    if gym.spaces.flatdim(original) != int(np.prod(box.shape)):
+        return None  # multi-agent (a Dict of agents' spaces) or another transformation
+    named = gym.spaces.Box(box.low, box.high, box.shape, box.dtype)
+    named.original_space = original
+    return named
+
+
+def frame_stack_size(env_runner: Any) -> int | None:
+    """``num_frames`` of a frame-stacking env-to-module connector in the runner's pipeline, if any."""
+    from ray.rllib.connectors.common.frame_stacking import FrameStacking
+
+    pipeline = getattr(env_runner, "_env_to_module", None)
+    for connector in getattr(pipeline, "connectors", []):
+        if isinstance(connector, FrameStacking) and not connector._as_learner_connector:
+            return int(connector.num_frames)
+    return None
+
+
+def stacked_observations(episode: Any, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """The frame stacks the module saw at each step of a numpy-ized episode chunk, and which rows
+    are exact.
+
+    As RLlib's ``FrameStacking`` connector builds them: the last ``num_frames``
+    observations concatenated on the last axis, zeros before the episode's start.
+    A chunk that continues an episode keeps only ``episode_lookback_horizon``
+    earlier observations, so its first rows lack frames: those rows are dropped.
+    """
+    n = len(episode)
+    frames = np.asarray(
+        episode.get_observations(indices=slice(-num_frames + 1, n), neg_index_as_lookback=True, fill=0.0)
+    )
+    stacks = np.concatenate([frames[k : k + n] for k in range(num_frames)], axis=-1)
+    exact = np.ones(n, bool)
+    if getattr(episode, "t_started", 0) > 0:
+        lookback = int(getattr(episode.observations, "lookback", 0))
+        exact[: max(0, num_frames - 1 - lookback)] = False
+    return stacks, exact
+
+
+def _recorded_dist_inputs(episode: Any) -> np.ndarray | None:
+    try:
+        return np.asarray(episode.get_extra_model_outputs(key="action_dist_inputs"))
+    except (KeyError, AttributeError, IndexError):
+        return None  # nothing recorded to compare with
+
+
+def _check_faithful(
+    store: Any, module_id: str, module: Any, obs: np.ndarray, recorded: np.ndarray | None
+) -> bool:
+    """Once per module: do the rows reproduce the action-distribution inputs RLlib recorded while
+    acting (``recorded``, row by row)? Same weights: on_sample_end runs before the runner gets new ones."""
+    if store.checked(module_id) or recorded is None or len(recorded) != len(obs):
+        return True
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    from rllib_saliency.backends.torch import module_device
+
+    rows = slice(0, min(32, len(obs), len(recorded)))
+    with torch.no_grad():
+        batch = {Columns.OBS: torch.as_tensor(obs[rows], dtype=torch.float32, device=module_device(module))}
+        outputs = module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS].cpu().numpy()
+    difference = float(np.max(np.abs(outputs - recorded[rows]), initial=0.0))
+    if not np.allclose(outputs, recorded[rows], rtol=1e-3, atol=1e-4):
+        store.refuse(
+            module_id,
+            TypeError(
+                f"module {module_id!r}: the observations in its episodes are not what the module saw "
+                f"(they reproduce its recorded action-distribution inputs only to {difference:.3g}): an "
+                "env-to-module connector transforms them without writing the result back into the "
+                "episode. Supported: connectors that write back (FlattenObservations, MeanStdFilter) "
+                "and FrameStackingEnvToModule."
+            ),
+        )
+        return False
+    store.mark_checked(module_id)
+    return True
+
+
 def sample(callbacks: Any, env_runner: Any, episodes: list) -> None:
     """``on_sample_end``: offer each episode chunk's (observation, action) rows to their module's reservoir.
 
-    The rows are what the module saw only if the env-to-module connectors wrote
-    their result back into the episode (``FlattenObservations`` does; the default
-    pipeline passes raw observations). A module whose input shape differs from the
-    episode's observations (e.g. frame stacking in a connector) is reported and skipped.
+    The rows are the module's inputs: episode observations as the env-to-module
+    connectors left them (``FlattenObservations`` and ``MeanStdFilter`` write
+    back), frame stacks rebuilt as RLlib's ``FrameStackingEnvToModule`` builds
+    them. Once per module the rows are checked against the action-distribution
+    inputs RLlib recorded while acting; a module whose inputs cannot be rebuilt
+    is reported once and skipped.
     """
     store = callbacks.store
     module = env_runner.module
     multi = hasattr(module, "keys") and callable(module.keys)
+    num_frames = frame_stack_size(env_runner)
     for episode in episodes:
         for module_id, part in _agent_parts(episode):
             sub_module = module[module_id] if multi else module
@@ -59,21 +157,29 @@ def sample(callbacks: Any, env_runner: Any, episodes: list) -> None:
             actions = np.asarray(part.get_actions())
             if not len(actions):
                 continue
-            obs = np.asarray(part.get_observations())[: len(actions)]
+            recorded = None if store.checked(module_id) else _recorded_dist_inputs(part)
+            if num_frames:
+                obs, exact = stacked_observations(part, num_frames)
+                obs, actions = obs[exact], actions[exact]
+                recorded = None if recorded is None else recorded[exact]
+            else:
+                obs = np.asarray(part.get_observations())[: len(actions)]
             expected = tuple(sub_module.observation_space.shape)
             if obs.shape[1:] != expected:
                 store.refuse(
                     module_id,
                     TypeError(
                         f"module {module_id!r} takes observations of shape {expected}, but its episodes "
-                        f"hold shape {obs.shape[1:]}: an env-to-module connector (e.g. frame stacking) "
-                        "builds the module input without writing it back into the episode, so the "
-                        "sampled rows are not what the module saw. Stack frames in the environment "
-                        "instead (e.g. wrap_atari_for_new_api_stack(env, framestack=4))."
+                        f"hold shape {obs.shape[1:]}: an env-to-module connector builds the module input "
+                        "without writing it back into the episode, so the sampled rows are not what the "
+                        "module saw."
                     ),
                 )
                 continue
-            store.add(module_id, getattr(env_runner, "worker_index", 0), obs, actions)
+            if len(obs) and _check_faithful(store, module_id, sub_module, obs, recorded):
+                if module_id not in store.layout_spaces:
+                    store.layout_spaces[module_id] = layout_space(env_runner, sub_module)
+                store.add(module_id, getattr(env_runner, "worker_index", 0), obs, actions)
 
 
 def take_samples(env_runner: Any) -> dict[str, Any]:
@@ -85,12 +191,19 @@ def take_samples(env_runner: Any) -> dict[str, Any]:
         if callbacks is None:
             return {"errors": [("sampling", "NoCallbacks", "SaliencyCallbacks not found", 1)]}
         samples, skipped = callbacks.store.drain()
-        return {"samples": samples, "skipped": skipped, "errors": callbacks.store.errors.take()}
+        return {
+            "samples": samples,
+            "skipped": skipped,
+            "errors": callbacks.store.errors.take(),
+            "layout_spaces": {k: v for k, v in callbacks.store.layout_spaces.items() if v is not None},
+        }
     except BaseException as error:  # noqa: BLE001 - must not take the env runner down
         return {"errors": [("sampling", type(error).__name__, traceback.format_exc(), 1)]}
 
 
-def explain_on_learner(learner: Any, samples: dict[str, Sample], settings: Any, seed: list[int]) -> dict:
+def explain_on_learner(
+    learner: Any, samples: dict[str, Sample], settings: Any, seed: list[int], layout_spaces: dict
+) -> dict:
     """Runs where the learner is: explain each module's samples with the learner's module."""
     try:
         modules = learner.module
@@ -102,7 +215,9 @@ def explain_on_learner(learner: Any, samples: dict[str, Sample], settings: Any, 
                     (f"policy {module_id}", "UnknownModule", f"the learner has no module {module_id!r}", 1)
                 )
                 continue
-            summaries, errors = explain_sample(modules[module_id], module_id, sample, settings, rng)
+            summaries, errors = explain_sample(
+                modules[module_id], module_id, sample, settings, rng, layout_spaces.get(module_id)
+            )
             report["summaries"] += summaries
             report["errors"] += errors
         return report
@@ -130,7 +245,9 @@ def collect(callbacks: Any, algorithm: Any) -> list[dict[str, Any]]:
         parts = [take_samples(algorithm.env_runner)]
     samples = _merge_samples([part.get("samples", {}) for part in parts])
     report: dict[str, Any] = {"errors": [], "skipped": {}}
+    report["layout_spaces"] = {}
     for part in parts:
+        report["layout_spaces"].update(part.get("layout_spaces", {}))
         report["errors"] += part.get("errors", [])
         for module_id, count in part.get("skipped", {}).items():
             report["skipped"][module_id] = report["skipped"].get(module_id, 0) + count
@@ -140,7 +257,11 @@ def collect(callbacks: Any, algorithm: Any) -> list[dict[str, Any]]:
         callbacks.remember(module_id, sample)
     callbacks.add_starting_points(report, samples)
     compute = functools.partial(
-        explain_on_learner, samples=samples, settings=callbacks.settings, seed=callbacks.computation_seed()
+        explain_on_learner,
+        samples=samples,
+        settings=callbacks.settings,
+        seed=callbacks.computation_seed(),
+        layout_spaces=report["layout_spaces"],
     )
     results = algorithm.learner_group.foreach_learner(compute)
     outcomes = [result.get() for result in results if result.ok]

@@ -149,36 +149,6 @@ def test_box_actions_and_feature_names(ray_cluster, tmp_path):
         algo.stop()
 
 
-def test_discrete_observations_through_flatten_observations(ray_cluster, tmp_path):
-    """FrozenLake's Discrete(16) observations reach the module one-hot (the connector writes them
-    back into the episode): the maps are over the 16 one-hot inputs the module saw."""
-    from ray.rllib.connectors.env_to_module import FlattenObservations
-
-    config = (
-        new_ppo_config("FrozenLake-v1")
-        .environment("FrozenLake-v1", env_config={"is_slippery": False})
-        .env_runners(env_to_module_connector=lambda env, spaces=None, device=None: FlattenObservations())
-        .callbacks(
-            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
-        )
-    )
-    algo = config.build_algo()
-    try:
-        result = algo.train()
-        obs, _ = find_saliency_callbacks(algo).last_explained["default_policy"]
-        assert obs.shape[1:] == (16,) and np.all(obs.sum(axis=1) == 1)  # one-hot rows
-        events = load(str(tmp_path))
-        logged = [
-            scalars(events, f"saliency/default_policy/action/gradient/mean_abs/f{j}")[1] for j in range(16)
-        ]
-        np.testing.assert_allclose(
-            logged, expected_mean_abs(algo, "default_policy", "action", "gradient"), rtol=1e-4
-        )
-        assert "errors" not in result["saliency"]
-    finally:
-        algo.stop()
-
-
 def test_same_weights_with_and_without_the_callback(ray_cluster, tmp_path):
     """Explaining reads the learner's module and never changes it, nor the RNG training draws from."""
 

@@ -1,0 +1,202 @@
+"""The command line: argument parsing, ``main()``, and the driver shared by both commands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from rllib_saliency.cli import explain, maximize
+from rllib_saliency.cli.arguments import DEFAULT_EPISODES
+from rllib_saliency.cli.checkpoint import (
+    build_algorithm,
+    check_custom_code,
+    check_environment,
+    inspect_checkpoint,
+    load_policy,
+)
+from rllib_saliency.cli.common import Context, progress
+from rllib_saliency.cli.errors import PROG, CLIError
+from rllib_saliency.cli.new_stack import check_rollout, load_module
+from rllib_saliency.cli.new_stack_rollout import rollout_new_stack
+from rllib_saliency.cli.observations import check_obs_shape, load_obs_file
+from rllib_saliency.cli.rollout import rollout_algorithm, rollout_policy
+
+
+def _import_modules(modules: Sequence[str]) -> None:
+    # Console scripts do not put the current directory on the import path; `python -m` does.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name and (module == error.name or module.startswith(error.name + ".")):
+                raise CLIError(
+                    f"--import {module}: no module named {error.name!r} on the import path; run from "
+                    "the directory that holds it or add that directory to PYTHONPATH."
+                ) from error
+            raise CLIError(f"--import {module}: importing it failed: {error}.") from error
+        except Exception as error:  # noqa: BLE001 - the user's module failed; say which and why
+            raise CLIError(
+                f"--import {module}: importing it raised {type(error).__name__}: {error}. "
+                "(Run with --debug for the traceback.)"
+            ) from error
+
+
+def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], needs_data: bool) -> int:
+    started = time.perf_counter()
+    if not args.verbose:
+        # RLlib's warnings (deprecations, "install gputil") are noise for this command.
+        logging.getLogger("ray").setLevel(logging.ERROR)
+    _import_modules(args.imports)
+    checkpoint = inspect_checkpoint(args.checkpoint, args.policy)
+    obs_file = load_obs_file(args.obs) if args.obs else None
+    episodes = DEFAULT_EPISODES if args.episodes is None else args.episodes
+    if obs_file is None and episodes < (1 if needs_data else 0):
+        raise CLIError(
+            f"--episodes must be at least {1 if needs_data else 0}; got {episodes} "
+            "(or pass observations with --obs FILE)."
+        )
+    rollout = obs_file is None and episodes > 0
+    args.check(args, checkpoint)
+    if getattr(args, "init", None) == "samples" and obs_file is None and not rollout:
+        raise CLIError(
+            "--init samples starts from observations: roll out with --episodes N (N >= 1) or pass "
+            "--obs FILE; or use --init random."
+        )
+    if obs_file is not None and checkpoint.obs_shape is not None:
+        check_obs_shape(obs_file, checkpoint.obs_shape, checkpoint.policy_id, f"--obs {args.obs}")
+    # Checks that need no Ray and no TensorFlow objects: fail fast.
+    new_stack = checkpoint.stack == "new"
+    if rollout and new_stack:
+        check_rollout(checkpoint)
+    elif rollout:
+        check_environment(checkpoint.config)
+    if not new_stack:
+        check_custom_code(checkpoint.config)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as error:
+        raise CLIError(f"--out {args.out!r}: cannot create it ({error}).") from error
+
+    import ray
+
+    if not args.verbose:
+        # Importing ray set its logger back to INFO; RLlib's deprecation notices are noise here,
+        # and so is torch's notice that a CUDA build found no GPU.
+        logging.getLogger("ray").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore", message="CUDA initialization")
+    if not new_stack:  # new-API-stack modules and connectors load without Ray
+        ray.init(
+            address="local",
+            num_cpus=args.num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.INFO if args.verbose else logging.ERROR,
+        )
+    algorithm = None
+    try:
+        timings: dict[str, float] = {}
+        load_started = time.perf_counter()
+        observations = actions = episode_ids = None
+        states: tuple[np.ndarray, ...] = ()
+        if new_stack:
+            policy = load_module(checkpoint)
+        elif rollout and checkpoint.kind == "Algorithm":
+            algorithm = build_algorithm(checkpoint, args.seed)
+            policy = algorithm.get_policy(checkpoint.policy_id)
+        else:
+            policy = load_policy(checkpoint)
+        timings["load"] = time.perf_counter() - load_started
+        if obs_file is not None:
+            shape = tuple(policy.observation_space.shape)
+            observations = check_obs_shape(obs_file, shape, checkpoint.policy_id, f"--obs {args.obs}")
+            source = f"{len(observations)} observations from {args.obs}"
+        elif rollout:
+            rollout_started = time.perf_counter()
+            with progress(args, total=episodes, desc="rollout", unit="episode") as bar:
+                if new_stack:
+                    rollouts = rollout_new_stack(checkpoint, policy, episodes, args.seed, bar)
+                elif algorithm is not None:
+                    rollouts = rollout_algorithm(algorithm, checkpoint.policy_id, episodes, bar)
+                else:
+                    rollouts = rollout_policy(policy, checkpoint.config, episodes, args.seed, bar)
+            timings["rollout"] = time.perf_counter() - rollout_started
+            observations, actions, episode_ids = rollouts.observations, rollouts.actions, rollouts.episode_ids
+            states = rollouts.states
+            source = f"{len(observations)} observations from {episodes} greedy episode(s)"
+        else:
+            source = "no observations"
+        context = Context(
+            args=args,
+            checkpoint=checkpoint,
+            policy=policy,
+            observations=observations,
+            actions=actions,
+            episode_ids=episode_ids,
+            states=states,
+            source=source,
+            timings=timings,
+            step=args.step if args.step is not None else checkpoint.step,
+        )
+        written = compute(context)
+    finally:
+        if algorithm is not None:
+            algorithm.stop()
+        if not new_stack:
+            ray.shutdown()
+    timings["total"] = time.perf_counter() - started
+    _print_summary(context, written, timings)
+    return 0
+
+
+def _print_summary(context: Context, written: list[str], timings: dict[str, float]) -> None:
+    what = "module" if context.checkpoint.stack == "new" else "policy"
+    print(f"{PROG} {context.args.command}: {what} {context.checkpoint.policy_id!r}, {context.source}")
+    for note in context.notes:
+        print(note)
+    print("wrote:")
+    for path in written:
+        print(f"  {path}")
+    parts = [f"{name} {seconds:.2f} s" for name, seconds in timings.items() if name not in ("total", "cost")]
+    print(f"time: {timings['total']:.2f} s total ({', '.join(parts)})")
+    if "cost" in timings:
+        print(f"cost: {timings['cost']}")
+    print(f"view: tensorboard --logdir {context.args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Saliency and activation maximization for RLlib checkpoints: torch RLModules "
+        "(new API stack) and TensorFlow policies (old API stack).",
+        epilog=f"Run '{PROG} COMMAND --help' for the options of a command.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    explain.add_parser(commands)
+    maximize.add_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rllib-saliency`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args, args.compute, args.needs_data)
+    except CLIError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{PROG} {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG} {args.command}: interrupted", file=sys.stderr)
+        return 130

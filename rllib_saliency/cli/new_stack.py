@@ -1,0 +1,271 @@
+"""New-API-stack checkpoints (torch RLModules): inspecting them and loading the module.
+
+Two kinds of directory are read:
+
+* an **algorithm** checkpoint, written by ``algo.save_to_path(path)`` / ``algo.save()``
+  when ``config.enable_rl_module_and_learner`` is True (the default in Ray 2.60).
+  Layout (measured with PPO, Ray 2.60)::
+
+      class_and_ctor_args.pkl      {"class": PPO, "ctor_args_and_kwargs": ((config.get_state(),), {})}
+      rllib_checkpoint.json        {"checkpoint_version": "2.1", "state_file": "algorithm_state", ...}
+      algorithm_state.pkl          {"metrics_logger": {"stats": ...}, "training_iteration": ...}
+      learner_group/learner/rl_module/              the learner's MultiRLModule ...
+      learner_group/learner/rl_module/<module_id>/  ... and each full module (value head included)
+      env_runner/env_to_module_connector/           the env runner's connector pipelines,
+      env_runner/module_to_env_connector/           with their state (e.g. filters)
+
+* an **RLModule** checkpoint, written by ``rl_module.save_to_path(path)`` (a
+  ``MultiRLModule``'s too: then ``--policy`` picks the sub-module). It holds no
+  environment and no connectors, so it is explained on ``--obs FILE`` only.
+
+Loading reads only what is needed and starts no Ray instance: the learner's full
+module (``RLModule.from_checkpoint``) and, for rollouts, the two connector
+pipelines (``EnvToModulePipeline``/``ModuleToEnvPipeline.from_checkpoint``) and the
+environment from the saved config. Measured on a PPO CartPole checkpoint (Ray 2.60,
+2 busy CPU cores, after the imports): the module and both pipelines loaded in 0.4 s
+(0.03 s a second time), where ``ray.init()`` took 9.7 s and ``Algorithm.from_checkpoint``
+another 2.5 s; the learner module that the Algorithm restores has the same weights.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from rllib_saliency.cli.checkpoint import Checkpoint, unpickle
+from rllib_saliency.cli.errors import IMPORT_HINT, CLIError
+
+CTOR_FILE = "class_and_ctor_args.pkl"
+# Checkpointable component names (ray.rllib.core.COMPONENT_*), spelt out so that
+# inspecting a checkpoint does not import RLlib.
+MODULES_DIR = os.path.join("learner_group", "learner", "rl_module")
+ENV_TO_MODULE_DIR = os.path.join("env_runner", "env_to_module_connector")
+MODULE_TO_ENV_DIR = os.path.join("env_runner", "module_to_env_connector")
+SAMPLED_STEPS_KEY = "env_runners--num_env_steps_sampled_lifetime"
+
+
+def _ctor(directory: str) -> dict[str, Any]:
+    """A Checkpointable's ``class_and_ctor_args.pkl``: {"class": ..., "ctor_args_and_kwargs": ...}."""
+    path = os.path.join(directory, CTOR_FILE)
+    try:
+        ctor = unpickle(path, peek=False)
+    except (EOFError, OSError, ValueError, TypeError) as error:
+        raise CLIError(
+            f"{path!r} cannot be read ({error or type(error).__name__}); the checkpoint is damaged."
+        ) from error
+    if not isinstance(ctor, dict) or "class" not in ctor:
+        raise CLIError(f"{path!r} is not an RLlib class_and_ctor_args file; the checkpoint is damaged.")
+    return ctor
+
+
+def _ctor_kwargs(ctor: dict[str, Any]) -> dict[str, Any]:
+    args_and_kwargs = ctor.get("ctor_args_and_kwargs") or ((), {})
+    return dict(args_and_kwargs[1] or {})
+
+
+def _incomplete(path: str, missing: str, what: str) -> CLIError:
+    return CLIError(
+        f"{path!r} is a new-API-stack algorithm checkpoint but lacks {missing} ({what}): the "
+        "checkpoint is incomplete; pass the whole directory written by algo.save_to_path(...)."
+    )
+
+
+def _module_ids(directory: str) -> list[str]:
+    """Sub-module directories of a saved MultiRLModule."""
+    return sorted(
+        name for name in os.listdir(directory) if os.path.isfile(os.path.join(directory, name, CTOR_FILE))
+    )
+
+
+def _choose_module(path: str, requested: str | None, available: list[str]) -> str:
+    listed = ", ".join(repr(m) for m in available)
+    if not available:
+        raise CLIError(f"{path!r} holds no RLModule: the checkpoint is incomplete.")
+    if requested is not None:
+        if requested not in available:
+            raise CLIError(
+                f"--policy {requested!r}: {path!r} has no RLModule with that module id; "
+                f"available module ids: {listed}."
+            )
+        return requested
+    if "default_policy" in available:
+        return "default_policy"
+    if len(available) == 1:
+        return available[0]
+    raise CLIError(f"{path!r} holds several RLModules ({listed}): choose one with --policy MODULE_ID.")
+
+
+def _spaces(module_dir: str) -> dict[str, Any]:
+    """``obs_shape``/``action_space`` from the module's constructor arguments, and its class."""
+    import gymnasium as gym
+
+    ctor = _ctor(module_dir)
+    kwargs = _ctor_kwargs(ctor)
+    observation_space = kwargs.get("observation_space")
+    return {
+        "obs_shape": tuple(observation_space.shape)
+        if isinstance(observation_space, gym.spaces.Box)
+        else None,
+        "action_space": kwargs.get("action_space"),
+        "class": ctor["class"],
+    }
+
+
+def _check_module_class(path: str, cls: Any) -> None:
+    from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+
+    if not (isinstance(cls, type) and issubclass(cls, TorchRLModule)):
+        raise CLIError(
+            f"{path!r} holds a {getattr(cls, '__name__', cls)!s}, not a torch RLModule; "
+            "rllib-saliency explains torch RLModules on RLlib's new API stack."
+        )
+
+
+def _sampled_steps(path: str) -> int:
+    """The algorithm's sampled env steps (lifetime), or its training iteration, or 0."""
+    state_file = os.path.join(path, "algorithm_state.pkl")
+    if not os.path.isfile(state_file):
+        return 0
+    try:
+        state = unpickle(state_file, peek=False)
+    except (EOFError, OSError, ValueError, TypeError, CLIError):
+        return 0
+    if not isinstance(state, dict):
+        return 0
+    stats = ((state.get("metrics_logger") or {}).get("stats") or {}).get(SAMPLED_STEPS_KEY)
+    if isinstance(stats, dict):
+        for key in ("lifetime_sum", "latest_merged"):
+            if isinstance(stats.get(key), (int, float, np.number)) and stats[key] > 0:
+                return int(stats[key])
+    return int(state.get("training_iteration") or 0)
+
+
+def inspect_new_stack_checkpoint(path: str, module_id: str | None, declared: Any) -> Checkpoint:
+    """An algorithm or RLModule checkpoint of the new API stack: pick the module, read its spaces."""
+    names = os.listdir(path)
+    if os.path.isdir(os.path.join(path, "learner_group")) or os.path.isdir(os.path.join(path, "env_runner")):
+        return _inspect_algorithm(path, module_id)
+    if CTOR_FILE not in names:
+        raise CLIError(
+            f"{path!r} says it is a new-API-stack checkpoint (version {declared}) but lacks {CTOR_FILE}: "
+            "the checkpoint is incomplete."
+        )
+    from ray.rllib.algorithms.algorithm import Algorithm
+    from ray.rllib.core.rl_module.multi_rl_module import MultiRLModule
+
+    cls = _ctor(path)["class"]
+    if isinstance(cls, type) and issubclass(cls, Algorithm):
+        raise _incomplete(path, "learner_group/", "the learner's RLModules")
+    if isinstance(cls, type) and issubclass(cls, MultiRLModule):
+        available = _module_ids(path)
+        chosen = _choose_module(path, module_id, available)
+        module_dir = os.path.join(path, chosen)
+    else:
+        available = ["default_policy"] if module_id is None else [module_id]
+        chosen, module_dir = available[0], path
+    spaces = _spaces(module_dir)
+    _check_module_class(module_dir, spaces.pop("class"))
+    info = {"module_dir": module_dir, "multi_agent": len(available) > 1}
+    return Checkpoint(path, "RLModule", chosen, available, "torch", {}, 0, info, **spaces, stack="new")
+
+
+def _inspect_algorithm(path: str, module_id: str | None) -> Checkpoint:
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    modules_dir = os.path.join(path, MODULES_DIR)
+    if not os.path.isdir(modules_dir):
+        raise _incomplete(path, MODULES_DIR + "/", "the learner's RLModules")
+    available = _module_ids(modules_dir)
+    chosen = _choose_module(path, module_id, available)
+    module_dir = os.path.join(modules_dir, chosen)
+    if not os.path.isfile(os.path.join(path, CTOR_FILE)):
+        raise _incomplete(path, CTOR_FILE, "the algorithm's class and config")
+    args = (_ctor(path).get("ctor_args_and_kwargs") or ((), {}))[0]
+    config = args[0] if args and isinstance(args[0], dict) else {}
+    if not config:
+        raise CLIError(
+            f"{os.path.join(path, CTOR_FILE)!r} holds no algorithm config; the checkpoint is damaged."
+        )
+    try:
+        multi_agent = bool(AlgorithmConfig.from_state(dict(config)).is_multi_agent)
+    except Exception:  # noqa: BLE001 - a config class we cannot rebuild: judge by the modules
+        multi_agent = len(available) > 1 or available != ["default_policy"]
+    spaces = _spaces(module_dir)
+    _check_module_class(module_dir, spaces.pop("class"))
+    info = {"module_dir": module_dir, "multi_agent": multi_agent}
+    return Checkpoint(
+        path,
+        "Algorithm",
+        chosen,
+        available,
+        "torch",
+        config,
+        _sampled_steps(path),
+        info,
+        **spaces,
+        stack="new",
+    )
+
+
+def check_rollout(checkpoint: Checkpoint) -> None:
+    """Rollouts need the algorithm's environment and connectors: say so before loading anything."""
+    from rllib_saliency.cli.checkpoint import check_environment
+
+    if checkpoint.kind == "RLModule":
+        raise CLIError(
+            f"{checkpoint.path!r} is an RLModule checkpoint, which holds no environment and no "
+            "connectors to roll out with: pass --obs FILE with observations as the module takes them "
+            "(after the env-to-module connectors), or the algorithm checkpoint (algo.save_to_path(...))."
+        )
+    if checkpoint.info.get("multi_agent"):
+        raise CLIError(
+            f"{checkpoint.path!r} is a multi-agent checkpoint: rllib-saliency does not roll out "
+            "multi-agent environments on the new API stack yet; pass --obs FILE with observations of "
+            f"module {checkpoint.policy_id!r} (e.g. episode.agent_episodes[agent].get_observations() "
+            "as its env-to-module connectors produced them)."
+        )
+    for directory in (ENV_TO_MODULE_DIR, MODULE_TO_ENV_DIR):
+        if not os.path.isdir(os.path.join(checkpoint.path, directory)):
+            raise _incomplete(checkpoint.path, directory + "/", "the env runner's connector pipelines")
+    check_environment(checkpoint.config)
+
+
+def load_module(checkpoint: Checkpoint) -> Any:
+    """The learner's full RLModule (value head included) of the chosen module id."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    try:
+        module = RLModule.from_checkpoint(checkpoint.info["module_dir"])
+    except (ModuleNotFoundError, AttributeError) as error:
+        raise CLIError(
+            f"the checkpoint refers to code that cannot be found in this process ({error}); {IMPORT_HINT}."
+        ) from error
+    if module.is_stateful():
+        raise CLIError(
+            f"module {checkpoint.policy_id!r} is stateful (recurrent); rllib-saliency explains "
+            "stateless torch RLModules on the new API stack so far."
+        )
+    return module
+
+
+def greedy_actions(module: Any, obs: np.ndarray) -> np.ndarray:
+    """The module's greedy actions at ``obs``, as RLlib's GetActions connector picks them with
+    explore=False: ``forward_inference``, then the inference distribution's deterministic sample."""
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    from rllib_saliency.backends.torch import module_device
+
+    actions = []
+    for start in range(0, len(obs), 1024):
+        rows = torch.as_tensor(obs[start : start + 1024], device=module_device(module))
+        outputs = module.forward_inference({Columns.OBS: rows})
+        if Columns.ACTIONS in outputs:
+            chosen = outputs[Columns.ACTIONS]
+        else:
+            dist = module.get_inference_action_dist_cls().from_logits(outputs[Columns.ACTION_DIST_INPUTS])
+            chosen = dist.to_deterministic().sample()
+        actions.append(chosen.detach().cpu().numpy())
+    return np.concatenate(actions)

@@ -1,0 +1,170 @@
+"""Greedy rollouts: the observations (and recurrent step inputs) the trained policy acted on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rllib_saliency.cli.checkpoint import check_environment, env_error
+from rllib_saliency.cli.errors import CLIError
+
+
+@dataclass
+class Rollouts:
+    observations: np.ndarray
+    actions: np.ndarray
+    episode_ids: np.ndarray
+    episodes: int
+    states: tuple[np.ndarray, ...] = ()  # recurrent models: the state each step was taken in
+
+
+def rollout_algorithm(algorithm: Any, policy_id: str, episodes: int, bar: Any) -> Rollouts:
+    """Whole greedy episodes from the algorithm's own env runner (its env, preprocessing, filters)."""
+    from rllib_saliency.recurrent import per_step_states
+
+    worker = algorithm.env_runner
+    policy = algorithm.get_policy(policy_id)
+    recurrent = policy.is_recurrent()
+    observations, actions, episode_ids, states = [], [], [], []
+    done = 0
+    while done < episodes:
+        batches = worker.sample().as_multi_agent().policy_batches
+        # The episodes in this sample, in order of appearance (complete_episodes mode).
+        ids = list(dict.fromkeys(int(e) for b in batches.values() for e in np.asarray(b["eps_id"])))
+        keep = ids[: episodes - done]
+        batch = batches.get(policy_id)
+        if batch is not None:
+            rows = np.isin(np.asarray(batch["eps_id"]).astype(np.int64), keep)
+            observations.append(np.asarray(batch["obs"])[rows])
+            actions.append(np.asarray(batch["actions"])[rows])
+            episode_ids.append(np.asarray(batch["eps_id"])[rows].astype(np.int64))
+            if recurrent:
+                states.append([state[rows] for state in per_step_states(batch, policy)])
+        done += len(keep)
+        bar.update(len(keep))
+    return collect(observations, actions, episode_ids, done, policy_id, states)
+
+
+def collect(
+    observations: list[np.ndarray],
+    actions: list[np.ndarray],
+    episode_ids: list[np.ndarray],
+    episodes: int,
+    policy_id: str,
+    states: list[list[np.ndarray]],
+) -> Rollouts:
+    if not observations or sum(len(o) for o in observations) == 0:
+        raise CLIError(f"policy {policy_id!r} did not act in the {episodes} episode(s) rolled out.")
+    return Rollouts(
+        np.concatenate(observations).astype(np.float32),
+        np.concatenate(actions),
+        np.concatenate(episode_ids),
+        episodes,
+        tuple(np.concatenate(parts) for parts in zip(*states, strict=True)),
+    )
+
+
+def make_env(config: dict[str, Any]) -> Any:
+    """The policy's environment as RLlib would create it for a local env runner."""
+    import gymnasium as gym
+    from ray.rllib.env.env_context import EnvContext
+    from ray.rllib.env.utils import _gym_env_creator
+    from ray.rllib.utils.from_config import from_config
+    from ray.tune.registry import ENV_CREATOR, _global_registry
+
+    check_environment(config)
+    env = config.get("env")
+    context = EnvContext(dict(config.get("env_config") or {}), worker_index=0, num_workers=0)
+    try:
+        if isinstance(env, str) and _global_registry.contains(ENV_CREATOR, env):
+            return _global_registry.get(ENV_CREATOR, env)(context)
+        if isinstance(env, str) and "." in env and ":" not in env and "/" not in env:
+            return from_config(env, context)
+        if isinstance(env, type) and not issubclass(env, gym.Env):
+            return env(context)
+        return _gym_env_creator(context, env_descriptor=env)
+    except (gym.error.Error, ValueError, ImportError) as error:
+        raise env_error(config, error) from error
+
+
+def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int, bar: Any) -> Rollouts:
+    """Greedy episodes with a policy restored from a policy checkpoint, in a loop of our own
+    that mirrors RLlib's local env runner: Atari DeepMind wrapping, preprocessors, action
+    unsquashing/clipping."""
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
+    from ray.rllib.env.wrappers.atari_wrappers import is_atari, wrap_deepmind
+    from ray.rllib.models import ModelCatalog
+    from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
+
+    from rllib_saliency.recurrent import initial_states, next_step_inputs, recurrent_layout
+
+    if config.get("observation_filter", "NoFilter") != "NoFilter":
+        raise CLIError(
+            f"the policy was trained with observation_filter={config['observation_filter']!r}, whose "
+            "state a policy checkpoint does not hold; use the algorithm checkpoint, or --obs FILE with "
+            "filtered observations."
+        )
+    env = make_env(config)
+    if isinstance(env, MultiAgentEnv):
+        raise CLIError(
+            "rolling out a multi-agent environment needs the algorithm checkpoint, not a policy one."
+        )
+    model_config = config.get("model") or {}
+    preprocessor = None
+    if is_atari(env) and config.get("preprocessor_pref", "deepmind") == "deepmind":
+        env = wrap_deepmind(
+            env,
+            dim=model_config.get("dim"),
+            framestack=model_config.get("framestack") is True,
+            noframeskip=(config.get("env_config") or {}).get("frameskip", 0) == 1,
+        )
+    elif config.get("preprocessor_pref", "deepmind") is not None:
+        preprocessor = ModelCatalog.get_preprocessor_for_space(env.observation_space, model_config)
+    observations, actions, episode_ids, states = [], [], [], []
+    layout = recurrent_layout(policy)
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + episode)
+            # The step inputs besides the observation: [] unless the model is recurrent.
+            inputs = [s[0] for s in initial_states(policy, 1)]
+            finished = False
+            while not finished:
+                seen = preprocessor.transform(obs) if preprocessor is not None else np.asarray(obs)
+                state, previous = layout.split(inputs) if inputs else ([], {})
+                action, state_out, _ = policy.compute_single_action(
+                    seen,
+                    state=state or None,
+                    prev_action=previous.get("prev_actions"),
+                    prev_reward=previous.get("prev_rewards"),
+                    explore=False,
+                )
+                observations.append(seen)
+                actions.append(action)
+                episode_ids.append(episode)
+                if inputs:
+                    states.append(inputs)
+                if config.get("normalize_actions", True):
+                    env_action = unsquash_action(action, policy.action_space_struct)
+                elif config.get("clip_actions", False):
+                    env_action = clip_action(action, policy.action_space_struct)
+                else:
+                    env_action = action
+                obs, reward, terminated, truncated, _ = env.step(env_action)
+                finished = terminated or truncated
+                if inputs:
+                    inputs = next_step_inputs(layout, inputs, state_out, action, reward)
+            bar.update(1)
+    finally:
+        env.close()
+    policy_id = str(policy.config.get("__policy_id") or "default_policy")
+    batch_states = [[np.stack(column) for column in zip(*states, strict=True)]] if states else []
+    return collect(
+        [np.stack(observations)],
+        [np.asarray(actions)],
+        [np.asarray(episode_ids)],
+        episodes,
+        policy_id,
+        batch_states,
+    )
