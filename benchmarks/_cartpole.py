@@ -1,4 +1,4 @@
-"""The PPO CartPole configuration every benchmark measures (old API stack, TF policies)."""
+"""The PPO CartPole configurations the benchmarks measure (old API stack TF policies; new API stack torch)."""
 
 from __future__ import annotations
 
@@ -15,5 +15,19 @@ def cartpole_ppo(framework: str, num_env_runners: int = 0, **training: Any) -> A
         .environment("CartPole-v1")
         .framework(framework)
         .env_runners(num_env_runners=num_env_runners)
+    )
+    return config.training(**training) if training else config
+
+
+def cartpole_ppo_new_stack(num_env_runners: int = 0, seed: int = 0, **training: Any) -> Any:
+    """``PPOConfig`` on CartPole-v1 on RLlib's new API stack (torch RLModule), seeded."""
+    from ray.rllib.algorithms.ppo import PPOConfig
+
+    config = (
+        PPOConfig()
+        .environment("CartPole-v1")
+        .framework("torch")
+        .env_runners(num_env_runners=num_env_runners)
+        .debugging(seed=seed)
     )
     return config.training(**training) if training else config

@@ -1,12 +1,15 @@
 """Callback overhead: PPO CartPole with 2 env runners, with and without SaliencyCallbacks.
 
+``--framework tf``/``tf2``: RLlib's old API stack; ``--framework torch``: the new API stack
+(RLlib's default; the learner's module explains the runners' samples).
+
 Both algorithms are built in one process and trained alternately, one
 iteration each in turn, so machine noise hits both alike. Reports the median
 iteration wall time of each, the overhead ratio, and the driver time of one
 saliency computation (``result["saliency"]["seconds"]``). Prints a table and
 writes benchmarks/results/callback_overhead.json.
 
-Usage: python benchmarks/callback_overhead.py [--iterations 8] [--framework tf]
+Usage: python benchmarks/callback_overhead.py [--iterations 8] [--framework tf|tf2|torch]
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--iterations", type=int, default=8)
-    parser.add_argument("--framework", choices=("tf", "tf2"), default="tf")
+    parser.add_argument("--framework", choices=("tf", "tf2", "torch"), default="tf")
     args = parser.parse_args()
 
     # isort: off
@@ -33,12 +36,15 @@ def main() -> None:
 
     # isort: on
     import ray
-    from _cartpole import cartpole_ppo
+    from _cartpole import cartpole_ppo, cartpole_ppo_new_stack
 
     from rllib_saliency import SaliencyCallbacks
 
     ray.init(num_cpus=5, include_dashboard=False, log_to_driver=False)
-    base = cartpole_ppo(args.framework, num_env_runners=2)
+    if args.framework == "torch":
+        base = cartpole_ppo_new_stack(num_env_runners=2)
+    else:
+        base = cartpole_ppo(args.framework, num_env_runners=2)
     runs = {
         "without": base.copy().build_algo(),
         "with": base.copy().callbacks(SaliencyCallbacks).build_algo(),  # defaults
@@ -71,7 +77,8 @@ def main() -> None:
         algo.stop()
     ray.shutdown()
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "callback_overhead.json").write_text(json.dumps(row, indent=2))
+    name = "callback_overhead.json" if args.framework == "tf" else f"callback_overhead_{args.framework}.json"
+    (RESULTS / name).write_text(json.dumps(row, indent=2))
     print(
         "| mode | median iteration without (s) | with (s) | overhead (median / mean) "
         "| saliency per computation (s) | its share |"

@@ -1,5 +1,5 @@
-"""Soak: 1,000 saliency computations through the callback's own code path, per TF mode,
-and a real training with every=1.
+"""Soak: 1,000 saliency computations through the callback's own code path, per TF mode and on
+the new API stack (torch), and a real training with every=1.
 
 For each mode ("tf" graph, "tf2" eager; separate processes) a PPO CartPole
 algorithm with SaliencyCallbacks (defaults, one env runner: the local one) is
@@ -42,13 +42,16 @@ def rss_mb() -> float:
 
 def build(framework: str, logdir: str, batch: int = 256, saliency: bool = True):
     import ray
-    from _cartpole import cartpole_ppo
+    from _cartpole import cartpole_ppo, cartpole_ppo_new_stack
 
     from rllib_saliency import SaliencyCallbacks
 
     if not ray.is_initialized():
         ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    config = cartpole_ppo(framework, train_batch_size=batch, minibatch_size=128, num_epochs=1)
+    if framework == "torch":
+        config = cartpole_ppo_new_stack(train_batch_size=batch, minibatch_size=128, num_epochs=1)
+    else:
+        config = cartpole_ppo(framework, train_batch_size=batch, minibatch_size=128, num_epochs=1)
     if saliency:
         config = config.callbacks(SaliencyCallbacks.configure(every=1, logdir=logdir))
     return config.build_algo()
@@ -56,24 +59,31 @@ def build(framework: str, logdir: str, batch: int = 256, saliency: bool = True):
 
 def soak(framework: str, computations: int) -> dict:
     from rllib_saliency.backends import backend_for
-    from rllib_saliency.callbacks import _saliency_callbacks
+    from rllib_saliency.callbacks import find_saliency_callbacks
 
     with tempfile.TemporaryDirectory() as logdir:
         algo = build(framework, logdir)
         algo.train()
         worker = algo.env_runner
-        policy = algo.get_policy()
+        # Old stack: a SampleBatch; new stack: a list of episodes (what on_sample_end receives).
         batch = worker.sample()
-        runner_callbacks = _saliency_callbacks(worker.callbacks)
-        driver_callbacks = algo.callbacks
+        runner_callbacks = find_saliency_callbacks(worker)
+        driver_callbacks = find_saliency_callbacks(algo)
+        if framework == "torch":
+            model = algo.learner_group._learner.module["default_policy"]
+        else:
+            model = algo.get_policy()
+        steps = sum(len(e) for e in batch) if framework == "torch" else len(batch)
 
         def policy_ops() -> int | None:
-            return len(policy.get_session().graph.get_operations()) if framework == "tf" else None
+            return len(model.get_session().graph.get_operations()) if framework == "tf" else None
 
         def engine_state() -> dict:
-            backend = backend_for(policy)
+            backend = backend_for(model)
             if framework == "tf":
                 return {"private_graph_ops": len(backend.graph.get_operations())}
+            if framework == "torch":  # nothing is traced or built per call; parameters untouched
+                return {"parameter_grads": sum(p.grad is not None for p in model.parameters())}
             return {"eager_traces": backend.trace_count}
 
         times, memory = [], []
@@ -81,8 +91,8 @@ def soak(framework: str, computations: int) -> dict:
         warm = min(200, computations // 2)
         warm_rss = None
         for i in range(computations):
-            runner_callbacks.on_sample_end(worker=worker, samples=batch)
-            result = {"training_iteration": i + 1, "timesteps_total": (i + 1) * len(batch)}
+            runner_callbacks.on_sample_end(worker=worker, env_runner=worker, samples=batch)
+            result = {"training_iteration": i + 1, "timesteps_total": (i + 1) * steps}
             started = time.perf_counter()
             driver_callbacks.on_train_result(algorithm=algo, result=result)
             times.append(time.perf_counter() - started)
@@ -138,7 +148,9 @@ def main() -> None:
     parser.add_argument("--computations", type=int, default=1000)
     parser.add_argument("--train-iterations", type=int, default=100)
     parser.add_argument("--only-training", action="store_true", help="run the training rows only")
-    parser.add_argument("--child", choices=("tf", "tf2", "train", "baseline"), help=argparse.SUPPRESS)
+    modes = ("tf", "tf2", "torch")
+    parser.add_argument("--child", choices=(*modes, "train", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--only", choices=modes, help="run the soak of one mode only")
     args = parser.parse_args()
     if args.child:
         import rllib_saliency  # noqa: F401
@@ -149,8 +161,15 @@ def main() -> None:
             row = soak(args.child, args.computations)
         print(json.dumps(row))
         return
-    rows = json.loads((RESULTS / "soak.json").read_text()) if args.only_training else {}
-    for child in ("train", "baseline") if args.only_training else ("tf", "tf2", "train", "baseline"):
+    partial = args.only_training or args.only
+    saved = RESULTS / "soak.json"
+    rows = json.loads(saved.read_text()) if partial and saved.exists() else {}
+    children = ("tf", "tf2", "torch", "train", "baseline")
+    if args.only_training:
+        children = ("train", "baseline")
+    elif args.only:
+        children = (args.only,)
+    for child in children:
         command = [sys.executable, __file__, "--child", child, "--computations", str(args.computations)]
         command += ["--train-iterations", str(args.train_iterations)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -164,22 +183,26 @@ def main() -> None:
         "| policy graph ops | engine | ms/computation first → last 100 |"
     )
     print("|---|---|---|---|---|---|---|")
-    for mode in ("tf", "tf2"):
+    labels = {"tf": "graph (tf)", "tf2": "eager (tf2)", "torch": "new stack (torch)"}
+    for mode in (m for m in labels if m in rows):
         r = rows[mode]
-        engine = (
-            f"private graph ops {r['start']['private_graph_ops']} → {r['end']['private_graph_ops']}"
-            if mode == "tf"
-            else f"traces {r['start']['eager_traces']} → {r['end']['eager_traces']}"
-        )
+        if mode == "tf":
+            engine = f"private graph ops {r['start']['private_graph_ops']} → {r['end']['private_graph_ops']}"
+        elif mode == "torch":
+            engine = f"parameter .grad set {r['start']['parameter_grads']} → {r['end']['parameter_grads']}"
+        else:
+            engine = f"traces {r['start']['eager_traces']} → {r['end']['eager_traces']}"
         ops = f"{r['start']['policy_graph_ops']} → {r['end']['policy_graph_ops']}" if mode == "tf" else "n/a"
         print(
-            f"| {'graph (tf)' if mode == 'tf' else 'eager (tf2)'} | {r['computations']} "
+            f"| {labels[mode]} | {r['computations']} "
             f"| {r['start']['rss_mb']:.0f} → {r['rss_mb_after_warmup']:.0f} → {r['end']['rss_mb']:.0f} "
             f"| {r['rss_growth']:+.1%} / {r['rss_growth_after_warmup']:+.1%} "
             f"| {ops} | {engine} "
             f"| {r['ms_per_computation_first']:.0f} → {r['ms_per_computation_last']:.0f} |"
         )
     for key, label in (("train", "with rllib-saliency, every=1"), ("baseline", "without rllib-saliency")):
+        if key not in rows:
+            continue
         t = rows[key]
         print(
             f"\nReal training, graph mode, {label}, {t['iterations']} iterations: "

@@ -1,0 +1,140 @@
+"""Engine benchmark, new API stack: input gradients of a torch PPO module, ours vs. bare torch.
+
+For the learner's module of a new-API-stack PPO CartPole (torch, one training
+iteration), on batches of N=256 and N=4096 random observations, measures the
+greedy action's logit gradient (target "action") three ways:
+  (a) ``explain(module, obs, "gradient", "action")``: numpy in, numpy out;
+  (b) the floor: one bare ``torch.autograd.grad`` over ``module._forward`` on the
+      same batch (numpy -> tensor, forward, argmax, backward, -> numpy);
+  (c) a per-sample loop, as a naive user writes it: (b) for one observation at a time.
+(a) and (b) alternate within each repeat, so machine noise hits both alike;
+times are means over the repeats after one warm-up call. (c) is timed on the
+first ``--per-sample`` observations and reported per observation. One process,
+``--threads`` torch threads (default 1, as on RLlib's env runners).
+Ratios to look at: ours ÷ bare (target <= 1.5x) and per-sample ÷ ours (target >= 100x).
+Prints a table and writes benchmarks/results/engine_torch.json. Ratios, not absolute
+times, are the result: they are measured in one run on one machine.
+
+Usage: python benchmarks/engine_torch.py [--quick] [--repeats 50] [--per-sample 256] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def measure(sizes: tuple[int, ...], repeats: int, per_sample: int, threads: int) -> dict:
+    # isort: off
+    import rllib_saliency  # noqa: F401  (first: a safe TF/torch import order for RLlib's new stack)
+
+    # isort: on
+    import numpy as np
+    import ray
+    import torch
+    from _cartpole import cartpole_ppo_new_stack
+    from ray.rllib.core import DEFAULT_MODULE_ID
+    from ray.rllib.core.columns import Columns
+
+    from rllib_saliency import explain
+
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    config = cartpole_ppo_new_stack(train_batch_size=256, minibatch_size=128, num_epochs=1)
+    algo = config.build_algo()
+    algo.train()
+    module = algo.learner_group._learner.module[DEFAULT_MODULE_ID]  # the learner's full module
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+
+    def bare(x_np: np.ndarray) -> np.ndarray:
+        """The floor: one forward and one backward pass of the module, nothing else."""
+        x = torch.as_tensor(x_np).requires_grad_(True)
+        logits = module._forward({Columns.OBS: x})[Columns.ACTION_DIST_INPUTS]
+        greedy = logits.gather(1, logits.argmax(dim=1, keepdim=True))
+        (gradient,) = torch.autograd.grad(greedy.sum(), x)
+        return gradient.numpy()
+
+    def ours(x_np: np.ndarray) -> np.ndarray:
+        return explain(module, x_np, "gradient", "action", batch_size=4096).values
+
+    row: dict = {"torch_threads": torch.get_num_threads(), "repeats": repeats, "torch": torch.__version__}
+    module.eval()  # the bare loop runs in eval mode too (explain() switches to it itself)
+    for n in sizes:
+        obs = rng.normal(size=(n, 4)).astype(np.float32)
+        np.testing.assert_allclose(ours(obs), bare(obs), rtol=1e-5, atol=1e-7)  # same numbers (and warm-up)
+        times: dict[str, list[float]] = {"ours": [], "bare": []}
+        for _ in range(repeats):
+            for name, fn in (("ours", ours), ("bare", bare)):
+                start = time.perf_counter()
+                fn(obs)
+                times[name].append(time.perf_counter() - start)
+        for name, values in times.items():
+            row[f"{name}_s_{n}"] = statistics.fmean(values)
+            row[f"{name}_s_{n}_stdev"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            row[f"{name}_s_{n}_median"] = statistics.median(values)
+        row[f"ours_over_bare_{n}"] = row[f"ours_s_{n}"] / row[f"bare_s_{n}"]
+        row[f"ours_over_bare_{n}_median"] = row[f"ours_s_{n}_median"] / row[f"bare_s_{n}_median"]
+
+    obs = rng.normal(size=(per_sample, 4)).astype(np.float32)
+    bare(obs[:1])  # warm-up
+    start = time.perf_counter()
+    single = np.concatenate([bare(x[None]) for x in obs])
+    row["per_sample_s_per_obs"] = (time.perf_counter() - start) / per_sample
+    row["per_sample_count"] = per_sample
+    np.testing.assert_allclose(single, ours(obs), rtol=1e-5, atol=1e-7)
+    for n in sizes:
+        row[f"per_sample_over_ours_{n}"] = row["per_sample_s_per_obs"] / (row[f"ours_s_{n}"] / n)
+    algo.stop()
+    ray.shutdown()
+    return row
+
+
+def table(row: dict, sizes: tuple[int, ...]) -> str:
+    lines = [
+        "| N | explain (ms/batch) | bare autograd (ms/batch) | per-sample loop (ms/batch) "
+        "| ours ÷ bare | per-sample ÷ ours |",
+        "|---|---|---|---|---|---|",
+    ]
+    for n in sizes:
+        lines.append(
+            f"| {n} | {row[f'ours_s_{n}'] * 1e3:.2f} ± {row[f'ours_s_{n}_stdev'] * 1e3:.2f} "
+            f"| {row[f'bare_s_{n}'] * 1e3:.2f} ± {row[f'bare_s_{n}_stdev'] * 1e3:.2f} "
+            f"| {row['per_sample_s_per_obs'] * n * 1e3:,.0f} "
+            f"| {row[f'ours_over_bare_{n}']:.2f}× | {row[f'per_sample_over_ours_{n}']:,.0f}× |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: N=256 only, 5 repeats, 32 samples")
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--per-sample", type=int, default=256, help="observations in the per-sample loop")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    args = parser.parse_args()
+    sizes = (256,) if args.quick else (256, 4096)
+    repeats, per_sample = (5, 32) if args.quick else (args.repeats, args.per_sample)
+    row = measure(sizes, repeats, per_sample, args.threads)
+    print(table(row, sizes))
+    print(
+        f"\nmeans over {repeats} repeats, {row['torch_threads']} torch thread(s); per-sample loop: "
+        f"{row['per_sample_s_per_obs'] * 1e6:.0f} µs per observation over {per_sample} observations "
+        "(its batch time is that × N)."
+    )
+    medians = ", ".join(f"N={n}: {row[f'ours_over_bare_{n}_median']:.2f}×" for n in sizes)
+    print(f"ours ÷ bare by median times (less sensitive to machine noise): {medians}")
+    if not args.quick:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "engine_torch.json").write_text(json.dumps(row, indent=2))
+        print(f"JSON: {RESULTS / 'engine_torch.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,553 @@
+"""explain() and the trust metrics on torch RLModules of RLlib's new API stack.
+
+Real new-stack PPO (one training iteration each) on CartPole-v1 (Discrete
+actions) and Pendulum-v1 (Box actions); gradients are checked against central
+finite differences on a float64 copy of the module, and target values against
+the module's own outputs (forward_inference, compute_values, its distribution
+class). A hand-built linear module checks the closed forms.
+"""
+
+from __future__ import annotations
+
+# isort: off
+import rllib_saliency  # noqa: F401  (first: a safe TF/torch import order for RLlib's new stack)
+
+# isort: on
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import learner_module, new_ppo_config
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis import ValueFunctionAPI
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+
+from rllib_saliency import explain, maximize_activation
+from rllib_saliency.trust import completeness_error, deletion_auc, randomization_rank_corr, rank_agreement
+
+ENVS = ["CartPole-v1", "Pendulum-v1"]
+TARGETS = ["action", "action_0", "logp", "value"]
+
+
+@pytest.fixture(scope="module")
+def algos(ray_cluster):
+    built = {}
+    for env in ENVS:
+        algo = new_ppo_config(env).build_algo()
+        algo.train()
+        built[env] = algo
+    yield built
+    for algo in built.values():
+        algo.stop()
+
+
+def observations(env: str, n: int, seed: int = 0) -> np.ndarray:
+    """Real observations of ``env`` (random actions; the module is explained, not evaluated)."""
+    environment = gym.make(env)
+    environment.action_space.seed(seed)
+    obs, _ = environment.reset(seed=seed)
+    rows = []
+    while len(rows) < n:
+        rows.append(obs)
+        obs, _, terminated, truncated, _ = environment.step(environment.action_space.sample())
+        if terminated or truncated:
+            obs, _ = environment.reset()
+    return np.asarray(rows, np.float32)
+
+
+# --- the module's own outputs, through RLlib (not through the backend) ---------------------------
+
+
+def _tensor(module, x: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=next(module.parameters()).dtype)
+
+
+def dist_inputs_of(module, x: np.ndarray) -> np.ndarray:
+    out = module.forward_inference({Columns.OBS: _tensor(module, x)})
+    return out[Columns.ACTION_DIST_INPUTS].detach().numpy().astype(np.float64)
+
+
+def values_of(module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return module.compute_values({Columns.OBS: _tensor(module, x)}).numpy().astype(np.float64)
+
+
+def logp_of(module, x: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    inputs = torch.as_tensor(dist_inputs_of(module, x), dtype=next(module.parameters()).dtype)
+    dist = module.get_exploration_action_dist_cls().from_logits(inputs)
+    return dist.logp(torch.as_tensor(actions)).detach().numpy().astype(np.float64)
+
+
+def greedy_of(module, x: np.ndarray) -> np.ndarray:
+    inputs = torch.as_tensor(dist_inputs_of(module, x))
+    dist = module.get_inference_action_dist_cls().from_logits(inputs)
+    action = dist.to_deterministic().sample().numpy()
+    return action.astype(module.action_space.dtype)
+
+
+def reference_target(module, x: np.ndarray, target: str, x0: np.ndarray, actions=None) -> np.ndarray:
+    """The target at ``x`` through the module itself; per-sample choices fixed at ``x0``."""
+    if target == "value":
+        return values_of(module, x)
+    if target == "logp":
+        return logp_of(module, x, greedy_of(module, x0) if actions is None else actions)
+    rows = np.arange(len(x))
+    if target == "action":
+        discrete = isinstance(module.action_space, gym.spaces.Discrete)
+        column = np.argmax(dist_inputs_of(module, x0), axis=1) if discrete else np.zeros(len(x), int)
+    else:
+        column = np.full(len(x), int(target.split("_")[1]))
+    return dist_inputs_of(module, x)[rows, column]
+
+
+def finite_differences(module, obs: np.ndarray, target: str, actions=None, eps: float = 1e-6) -> np.ndarray:
+    x = obs.astype(np.float64)
+    numeric = np.zeros_like(x)
+    for j in range(x.shape[1]):
+        step = np.zeros_like(x)
+        step[:, j] = eps
+        plus = reference_target(module, x + step, target, obs, actions)
+        minus = reference_target(module, x - step, target, obs, actions)
+        numeric[:, j] = (plus - minus) / (2 * eps)
+    return numeric
+
+
+# --- gradients and target values on trained modules ----------------------------------------------
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("target", TARGETS)
+def test_gradient_matches_central_finite_differences_in_float64(algos, env, target):
+    module = learner_module(algos[env])
+    exact = copy.deepcopy(module).double()
+    obs = observations(env, 16)
+    numeric = finite_differences(exact, obs, target)
+    assert np.abs(numeric).max() > 1e-3, "finite differences are ~0: the check would be vacuous"
+    # The float64 copy through explain(): only float32 rounding of the result is left.
+    np.testing.assert_allclose(explain(exact, obs, "gradient", target).values, numeric, rtol=1e-5, atol=1e-8)
+    # The float32 module itself: float32 round-off in forward and backward passes.
+    np.testing.assert_allclose(explain(module, obs, "gradient", target).values, numeric, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_logp_gradient_of_given_actions_matches_finite_differences(algos, env):
+    module = learner_module(algos[env])
+    exact = copy.deepcopy(module).double()
+    obs = observations(env, 16)
+    space = module.action_space
+    space.seed(1)
+    actions = np.stack([space.sample() for _ in obs]).astype(space.dtype)
+    numeric = finite_differences(exact, obs, "logp", actions)
+    assert np.abs(numeric).max() > 1e-3
+    attribution = explain(exact, obs, "gradient", "logp", actions=actions)
+    np.testing.assert_allclose(attribution.values, numeric, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(attribution.target_values, logp_of(exact, obs, actions), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_target_values_are_the_modules_own_outputs(algos, env):
+    module = learner_module(algos[env])
+    obs = observations(env, 64)
+    dist_inputs = dist_inputs_of(module, obs)
+    for k in range(dist_inputs.shape[1] if env == "CartPole-v1" else 1):
+        values = explain(module, obs, "gradient", f"action_{k}").target_values
+        np.testing.assert_allclose(values, dist_inputs[:, k], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        explain(module, obs, "gradient", "value").target_values, values_of(module, obs), rtol=1e-6, atol=1e-6
+    )
+    greedy = greedy_of(module, obs)
+    logp = explain(module, obs, "gradient", "logp")
+    np.testing.assert_allclose(logp.target_values, logp_of(module, obs, greedy), rtol=1e-6, atol=1e-6)
+    explicit = explain(module, obs, "gradient", "logp", actions=greedy).target_values
+    np.testing.assert_allclose(explicit, logp.target_values, atol=1e-6)
+    action = explain(module, obs, "gradient", "action")
+    if env == "CartPole-v1":
+        # The greedy action's logit: the largest one in every row. After one iteration one action
+        # may win everywhere, so a copy's last bias is shifted until each wins in half the rows.
+        balanced = copy.deepcopy(module)
+        last = [m for m in balanced.pi.modules() if isinstance(m, torch.nn.Linear)][-1]
+        with torch.no_grad():
+            last.bias[0] += float(np.median(dist_inputs[:, 1] - dist_inputs[:, 0]))
+        logits = dist_inputs_of(balanced, obs)
+        assert 0.2 < np.mean(np.argmax(logits, axis=1)) < 0.8, "both actions should be greedy somewhere"
+        for m, expected in ((module, dist_inputs), (balanced, logits)):
+            action = explain(m, obs, "gradient", "action")
+            np.testing.assert_array_equal(action.resolved.columns, np.argmax(expected, axis=1))
+            np.testing.assert_allclose(action.target_values, expected.max(axis=1), rtol=1e-6, atol=1e-6)
+            gradient = explain(m, obs, "gradient", "action").values
+            for k in range(2):
+                rows = np.argmax(expected, axis=1) == k
+                column = explain(m, obs, "gradient", f"action_{k}").values
+                np.testing.assert_array_equal(gradient[rows], column[rows])
+    else:
+        # Box actions: action_0 (and "action") is the Gaussian mean of the exploration distribution.
+        dist = module.get_exploration_action_dist_cls().from_logits(torch.as_tensor(dist_inputs))
+        mean = dist.to_deterministic().sample().numpy()[:, 0]
+        np.testing.assert_allclose(action.target_values, mean, rtol=1e-6, atol=1e-6)
+        action_0 = explain(module, obs, "gradient", "action_0")
+        np.testing.assert_allclose(action_0.target_values, mean, atol=1e-6)
+        with pytest.raises(ValueError, match="action_0 .. action_0"):
+            explain(module, obs, "gradient", "action_1")
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_env_runner_module_gives_the_learners_action_gradients_but_no_value(algos, env):
+    algo = algos[env]
+    runner_module, full = algo.get_module(), learner_module(algo)
+    assert runner_module.inference_only and not full.inference_only
+    obs = observations(env, 32)
+    for target in ("action", "action_0", "logp"):
+        ours = explain(runner_module, obs, "gradient", target)
+        theirs = explain(full, obs, "gradient", target)
+        np.testing.assert_allclose(ours.values, theirs.values, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(ours.target_values, theirs.target_values, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match=r"inference-only.*learner's module"):
+        explain(runner_module, obs, "gradient", "value")
+
+
+# --- explaining leaves the module as it was -------------------------------------------------------
+
+
+def _snapshot(module) -> dict:
+    return {
+        "grads": {
+            n: (p.grad, None if p.grad is None else p.grad.clone()) for n, p in module.named_parameters()
+        },
+        "requires_grad": {n: p.requires_grad for n, p in module.named_parameters()},
+        "training": {n: m.training for n, m in module.named_modules()},
+        "params": {n: p.detach().clone() for n, p in module.named_parameters()},
+    }
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "mixed"])
+def test_explaining_leaves_the_module_untouched(algos, mode):
+    original = learner_module(algos["CartPole-v1"])
+    module = copy.deepcopy(original)  # (a Parameter's deepcopy leaves out its .grad)
+    for (name, parameter), trained_parameter in zip(
+        module.named_parameters(), original.parameters(), strict=True
+    ):
+        assert trained_parameter.grad is not None, f"training should have left {name}.grad set"
+        parameter.grad = trained_parameter.grad.clone()
+    names = [n for n, _ in module.named_parameters()]
+    dict(module.named_parameters())[names[0]].grad = None  # some None, some tensors
+    dict(module.named_parameters())[names[1]].requires_grad_(False)  # a frozen parameter
+    if mode == "train":
+        module.train()
+    elif mode == "eval":
+        module.eval()
+    else:  # per-submodule flags, not just the top-level one
+        module.train()
+        module.pi.eval()
+    before = _snapshot(module)
+    obs = observations("CartPole-v1", 16)
+    methods = {
+        "gradient": {},
+        "gradient_x_input": {},
+        "smoothgrad": {"n_samples": 2},
+        "integrated_gradients": {"steps": 3},
+        "occlusion": {},
+    }
+    for method, options in methods.items():
+        for target in TARGETS:
+            explain(module, obs, method, target, **options)
+    maximize_activation(module, "value", obs=obs, steps=2, n_starts=2)
+    after = _snapshot(module)
+    for name, (grad, values) in before["grads"].items():
+        grad_after, values_after = after["grads"][name]
+        assert grad_after is grad, name
+        if values is None:
+            assert values_after is None, name
+        else:
+            torch.testing.assert_close(values_after, values, rtol=0, atol=0)
+    assert after["requires_grad"] == before["requires_grad"]
+    assert after["training"] == before["training"]
+    for name, value in before["params"].items():
+        torch.testing.assert_close(after["params"][name], value, rtol=0, atol=0)
+
+
+# --- the greedy pass is reused, never stale ------------------------------------------------------
+
+
+def test_the_greedy_actions_pass_is_differentiated_not_rerun(algos):
+    module = copy.deepcopy(learner_module(algos["CartPole-v1"]))
+    calls = []
+    module.pi.register_forward_hook(lambda *args: calls.append(1))
+    obs = observations("CartPole-v1", 16)
+    for target in ("action", "logp", "action_1"):
+        calls.clear()
+        attribution = explain(module, obs, "gradient", target)
+        assert len(calls) == 1, target  # one pass: forward() resolves, evaluate() reuses it
+        chunked = explain(module, obs, "gradient", target, batch_size=5)
+        # (other batch shapes: float32 sums in another order)
+        np.testing.assert_allclose(chunked.values, attribution.values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(chunked.target_values, attribution.target_values, rtol=1e-5, atol=1e-6)
+
+
+def test_a_kept_pass_is_not_used_after_the_weights_or_observations_change(algos):
+    from rllib_saliency.backends import backend_for
+    from rllib_saliency.targets import ResolvedTarget
+
+    module = copy.deepcopy(learner_module(algos["CartPole-v1"]))
+    backend = backend_for(module)
+    obs = observations("CartPole-v1", 8)
+    column_1 = ResolvedTarget("dist_input", columns=np.ones(len(obs), np.int32))
+    last = [m for m in module.pi.modules() if isinstance(m, torch.nn.Linear)][-1]
+
+    backend.forward(obs)
+    with torch.no_grad():
+        last.bias.add_(1.0)  # an in-place update (an optimizer step, load_state_dict)
+    values, _ = backend.evaluate(obs, column_1, with_gradient=True)
+    np.testing.assert_allclose(values, dist_inputs_of(module, obs)[:, 1], rtol=1e-6, atol=1e-6)
+
+    backend.forward(obs)
+    with torch.no_grad():  # a new parameter object
+        last.bias = torch.nn.Parameter(last.bias + 1.0)
+    values, _ = backend.evaluate(obs, column_1, with_gradient=False)
+    np.testing.assert_allclose(values, dist_inputs_of(module, obs)[:, 1], rtol=1e-6, atol=1e-6)
+
+    backend.forward(obs)
+    reversed_obs = obs[::-1]  # other observations (a view with a negative stride, too)
+    values, gradient = backend.evaluate(reversed_obs, column_1, with_gradient=True)
+    np.testing.assert_allclose(values, dist_inputs_of(module, reversed_obs)[:, 1], rtol=1e-6, atol=1e-6)
+    fresh = explain(copy.deepcopy(module), reversed_obs, "gradient", "action_1").values
+    np.testing.assert_allclose(gradient, fresh, rtol=1e-6, atol=1e-8)
+
+
+# --- methods -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_integrated_gradients_completeness(algos, env):
+    module = learner_module(algos[env])
+    obs = observations(env, 32)
+    for target in ("action", "value", "logp"):
+        attribution = explain(module, obs, "integrated_gradients", target)
+        # f(x) - f(baseline = zeros) through the module itself, the action chosen at x.
+        change = reference_target(module, obs, target, obs) - reference_target(module, 0 * obs, target, obs)
+        assert np.abs(change).mean() > 1e-3
+        np.testing.assert_allclose(attribution.values.sum(axis=1) - attribution.delta, change, atol=1e-5)
+        assert np.all(np.abs(attribution.delta) <= 0.01 * np.abs(change) + 1e-5), target
+        assert completeness_error(attribution) < 0.01
+
+
+def test_occlusion_equals_direct_reevaluation(algos):
+    module = learner_module(algos["CartPole-v1"])
+    obs = observations("CartPole-v1", 32)
+    attribution = explain(module, obs, "occlusion", "value")
+    for j in range(obs.shape[1]):
+        occluded = obs.copy()
+        occluded[:, j] = obs.mean(axis=0)[j]
+        expected = values_of(module, obs) - values_of(module, occluded)
+        np.testing.assert_allclose(attribution.values[:, j], expected, atol=1e-5)
+    zeros = explain(module, obs, "occlusion", "action_1", baseline="zeros")
+    occluded = obs.copy()
+    occluded[:, 2] = 0.0
+    expected = dist_inputs_of(module, obs)[:, 1] - dist_inputs_of(module, occluded)[:, 1]
+    np.testing.assert_allclose(zeros.values[:, 2], expected, atol=1e-5)
+
+
+def test_gradient_x_input_and_smoothgrad(algos):
+    module = learner_module(algos["CartPole-v1"])
+    obs = observations("CartPole-v1", 32)
+    gradient = explain(module, obs, "gradient").values
+    np.testing.assert_allclose(explain(module, obs, "gradient_x_input").values, gradient * obs, rtol=1e-6)
+    smooth = explain(module, obs, "smoothgrad", noise_level=0.0, n_samples=3).values
+    np.testing.assert_allclose(smooth, gradient, rtol=1e-5, atol=1e-8)
+    noisy = explain(module, obs, "smoothgrad", seed=3).values
+    np.testing.assert_array_equal(noisy, explain(module, obs, "smoothgrad", seed=3).values)
+    assert not np.allclose(noisy, gradient)
+    assert not np.allclose(noisy, explain(module, obs, "smoothgrad", seed=4).values)
+
+
+# --- a user's own modules ---------------------------------------------------------------------------
+
+
+class LinearModule(TorchRLModule, ValueFunctionAPI):
+    """logits = W x + b, value = v·x + c; dropout on the input (identity in eval mode)."""
+
+    def setup(self):
+        size = self.observation_space.shape[0]
+        self.dropout = torch.nn.Dropout(0.5)
+        self.pi = torch.nn.Linear(size, self.action_space.n)
+        self.vf = torch.nn.Linear(size, 1)
+
+    def _forward(self, batch, **kwargs):
+        return {Columns.ACTION_DIST_INPUTS: self.pi(self.dropout(batch[Columns.OBS]))}
+
+    def compute_values(self, batch, embeddings=None):
+        return self.vf(self.dropout(batch[Columns.OBS])).squeeze(-1)
+
+
+def linear_module(cls=LinearModule):
+    return cls(
+        observation_space=gym.spaces.Box(-np.inf, np.inf, (5,), np.float32),
+        action_space=gym.spaces.Discrete(3),
+    )
+
+
+def test_a_users_own_module_against_its_closed_form():
+    rng = np.random.default_rng(0)
+    module = linear_module()
+    w, b = rng.normal(size=(3, 5)), rng.normal(size=3)
+    v, c = rng.normal(size=5), 0.3
+    with torch.no_grad():
+        module.pi.weight.copy_(torch.as_tensor(w))
+        module.pi.bias.copy_(torch.as_tensor(b))
+        module.vf.weight.copy_(torch.as_tensor(v[None]))
+        module.vf.bias.fill_(c)
+    module.train()  # dropout active: explain() must run in eval mode and restore this
+    x = rng.normal(size=(10, 5)).astype(np.float32)
+    logits = x.astype(np.float64) @ w.T + b
+    greedy = np.argmax(logits, axis=1)
+    probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+
+    action = explain(module, x, "gradient", "action")
+    np.testing.assert_allclose(action.values, w[greedy], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(action.target_values, logits.max(axis=1), rtol=1e-5, atol=1e-5)
+    action_2 = explain(module, x, "gradient", "action_2")
+    np.testing.assert_allclose(action_2.values, np.tile(w[2], (10, 1)), rtol=1e-6)
+    value = explain(module, x, "gradient", "value")
+    np.testing.assert_allclose(value.values, np.tile(v, (10, 1)), rtol=1e-6)
+    np.testing.assert_allclose(value.target_values, x @ v + c, rtol=1e-5, atol=1e-5)
+    # d log softmax(Wx + b)[a] / dx = W[a] - Σ_k p_k W[k]
+    actions = rng.integers(0, 3, size=10)
+    logp = explain(module, x, "gradient", "logp", actions=actions)
+    np.testing.assert_allclose(logp.values, w[actions] - probabilities @ w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(logp.target_values, np.log(probabilities[np.arange(10), actions]), rtol=1e-5)
+    # Linear target, zero baseline: Integrated Gradients is exactly gradient × input.
+    ig = explain(module, x, "integrated_gradients", "value", steps=2)
+    np.testing.assert_allclose(ig.values, v * x, rtol=1e-5, atol=1e-6)
+    assert np.abs(ig.delta).max() < 1e-5
+    assert module.training and module.dropout.training
+
+
+class ConstantValueModule(LinearModule):
+    """A value that depends on a parameter but not on the observation."""
+
+    def compute_values(self, batch, embeddings=None):
+        return self.vf.bias.expand(len(batch[Columns.OBS]))
+
+
+def test_a_target_that_ignores_the_observation_has_zero_gradient():
+    module = linear_module(ConstantValueModule)
+    with torch.no_grad():
+        module.vf.bias.fill_(0.7)
+    x = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    for method in ("gradient", "integrated_gradients", "smoothgrad"):
+        attribution = explain(module, x, method, "value")
+        np.testing.assert_array_equal(attribution.values, np.zeros_like(x))
+        np.testing.assert_allclose(attribution.target_values, 0.7, rtol=1e-6)
+
+
+def test_the_callers_grad_mode_does_not_matter(algos):
+    module = learner_module(algos["CartPole-v1"])
+    obs = observations("CartPole-v1", 16)
+    expected = explain(module, obs, "gradient", "logp")
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            got = explain(module, obs, "gradient", "logp")
+        np.testing.assert_array_equal(got.values, expected.values)
+        np.testing.assert_array_equal(got.target_values, expected.target_values)
+    assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+
+def test_a_module_is_not_kept_alive_by_explaining_it():
+    import gc
+    import weakref
+
+    module = linear_module()
+    explain(module, np.zeros((2, 5), np.float32), "gradient", "value")
+    alive = weakref.ref(module)
+    del module
+    gc.collect()
+    assert alive() is None
+
+
+class NoGradInferenceModule(TorchRLModule):
+    """Overrides _forward_inference under no_grad and has no _forward: nothing to differentiate."""
+
+    def setup(self):
+        self.pi = torch.nn.Linear(self.observation_space.shape[0], self.action_space.n)
+
+    def _forward_inference(self, batch, **kwargs):
+        with torch.no_grad():
+            return {Columns.ACTION_DIST_INPUTS: self.pi(batch[Columns.OBS])}
+
+
+def test_a_module_without_autograd_is_refused_clearly():
+    module = NoGradInferenceModule(
+        observation_space=gym.spaces.Box(-1.0, 1.0, (3,), np.float32), action_space=gym.spaces.Discrete(2)
+    )
+    x = np.zeros((4, 3), np.float32)
+    with pytest.raises(TypeError, match=r"_forward_inference runs without autograd.*_forward"):
+        explain(module, x, "gradient", "action")
+    # Gradient-free methods still work: occlusion only evaluates the module.
+    assert explain(module, x, "occlusion", "action_1").values.shape == (4, 3)
+
+
+def test_multi_module_and_stateful_module_are_refused(algos):
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    multi = algos["CartPole-v1"].learner_group._learner.module
+    obs = observations("CartPole-v1", 4)
+    with pytest.raises(TypeError, match=r"MultiRLModule.*module\[module_id\]"):
+        explain(multi, obs, "gradient", "action")
+    lstm_config = DefaultModelConfig(use_lstm=True, max_seq_len=8)
+    config = new_ppo_config("CartPole-v1").rl_module(model_config=lstm_config)
+    lstm = config.get_rl_module_spec(env=gym.make("CartPole-v1")).build()
+    assert lstm.is_stateful()
+    with pytest.raises(TypeError, match="stateful"):
+        explain(lstm, obs, "gradient", "action")
+
+
+# --- trust metrics and activation maximization ---------------------------------------------------
+
+
+def test_deletion_auc_beats_random_order(algos):
+    module = learner_module(algos["CartPole-v1"])
+    obs = observations("CartPole-v1", 64)
+    by_map, by_chance = deletion_auc(module, explain(module, obs, "gradient_x_input", "value"))
+    assert by_map.shape == by_chance.shape == (64,)
+    assert np.nanmean(by_map) < np.nanmean(by_chance)
+
+
+def test_randomization_touches_neither_the_module_nor_torchs_rng(algos):
+    module = copy.deepcopy(learner_module(algos["CartPole-v1"]))  # no cached randomised copy yet
+    obs = observations("CartPole-v1", 64)
+    gradient = explain(module, obs, "gradient", "action")
+    weights = {k: v.clone() for k, v in module.state_dict().items()}
+    rng_state = torch.get_rng_state()
+    corr = randomization_rank_corr(module, gradient)
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    assert corr.shape == (64,) and np.nanmean(corr) < 0.8
+    for key, value in module.state_dict().items():
+        torch.testing.assert_close(value, weights[key], rtol=0, atol=0)
+    np.testing.assert_array_equal(explain(module, obs, "gradient", "action").values, gradient.values)
+    # Same seed, same randomised copy: the same correlations.
+    np.testing.assert_array_equal(randomization_rank_corr(module, gradient), corr)
+
+
+def test_rank_agreement_between_methods(algos):
+    module = learner_module(algos["CartPole-v1"])
+    obs = observations("CartPole-v1", 32)
+    ig = explain(module, obs, "integrated_gradients", "value")
+    gxi = explain(module, obs, "gradient_x_input", "value")
+    agreement = rank_agreement(ig, gxi)
+    assert agreement.shape == (32,) and np.nanmean(agreement) > 0.5
+    with pytest.raises(ValueError, match="same observations and target"):
+        rank_agreement(ig, explain(module, obs, "gradient", "action"))
+
+
+def test_maximize_activation_raises_the_target(algos):
+    module = learner_module(algos["CartPole-v1"])
+    obs = observations("CartPole-v1", 64)
+    result = maximize_activation(module, "action_0", obs=obs, steps=40, n_starts=4, seed=1)
+    assert result.inputs.shape == (4, 4) and result.target_values.shape == (41, 4)
+    assert np.all(result.target_values[-1] > result.target_values[0])
+    assert np.all(result.inputs >= result.low) and np.all(result.inputs <= result.high)
+    # The reported values are the module's own outputs at the optimised inputs.
+    reached = dist_inputs_of(module, result.inputs)[:, 0]
+    np.testing.assert_allclose(result.target_values[-1], reached, atol=1e-5)
