@@ -47,7 +47,8 @@ class RecurrentLayout:
     """What a policy's model takes per step besides the observation.
 
     kind: ``"none"``, ``"lstm"`` (any model whose state is one array per
-        state input, carried step to step) or ``"attention"``.
+        state input, carried step to step; a stateful torch RLModule's state
+        leaves, named ``state_in.h``, ``state_in.c``, ...) or ``"attention"``.
     inputs: the state inputs (``(cell,)`` each for an LSTM, ``(memory,
         attention_dim)`` for an attention net), then the previous
         actions/rewards the model is fed, if any.
@@ -74,10 +75,38 @@ class RecurrentLayout:
         return list(values[:n]), dict(zip(self.names[n:], values[n:], strict=True))
 
 
-def recurrent_layout(policy: Any) -> RecurrentLayout:
+def initial_state_arrays(policy: Any) -> list[np.ndarray]:
+    """One sample's initial state, one array per state input. A torch RLModule's state is a
+    nested dict of tensors (e.g. ``{"h": ..., "c": ...}``): its leaves in ``tree.flatten`` order."""
     state = policy.get_initial_state()
-    # A torch RLModule's state is a dict; stateful modules are refused by check_supported.
-    initial = [] if isinstance(state, dict) else [np.shape(s) for s in state]
+    if isinstance(state, dict):
+        import tree
+
+        return [
+            np.asarray(leaf.detach().cpu() if hasattr(leaf, "detach") else leaf)
+            for leaf in tree.flatten(state)
+        ]
+    return [np.asarray(s) for s in state]
+
+
+def _module_state_names(module: Any) -> list[str]:
+    import tree
+
+    paths = tree.flatten_with_path(module.get_initial_state())
+    return ["state_in." + ".".join(str(k) for k in path) for path, _ in paths]
+
+
+def recurrent_layout(policy: Any) -> RecurrentLayout:
+    if isinstance(policy.get_initial_state(), dict):  # a torch RLModule (new stack)
+        arrays = initial_state_arrays(policy)
+        if not arrays:
+            return RecurrentLayout("none", ())
+        names = _module_state_names(policy)
+        return RecurrentLayout(
+            "lstm",
+            tuple(StepInput(n, a.shape, np.dtype(np.float32)) for n, a in zip(names, arrays, strict=True)),
+        )
+    initial = [np.shape(s) for s in policy.get_initial_state()]
     if not initial:
         return RecurrentLayout("none", ())
     requirements = getattr(policy.model, "view_requirements", None) or {}
@@ -112,7 +141,7 @@ def initial_states(policy: Any, n: int) -> tuple[np.ndarray, ...]:
     RLlib's collectors pad), and so are the previous actions and rewards.
     """
     layout = recurrent_layout(policy)
-    initial = policy.get_initial_state()
+    initial = initial_state_arrays(policy)
     arrays = []
     for k, step_input in enumerate(layout.inputs):
         if layout.kind == "lstm" and k < layout.num_states:

@@ -139,12 +139,6 @@ def check_supported(policy: Any) -> str:
 
 
 def _check_torch_module(module: Any) -> str:
-    if module.is_stateful():
-        raise TypeError(
-            f"{type(module).__name__} is stateful (e.g. use_lstm=True); rllib-saliency does not explain "
-            "recurrent RLModules on RLlib's new API stack yet (the old stack's LSTM/attention policies "
-            "are supported)."
-        )
     from gymnasium import spaces
 
     if not isinstance(module.observation_space, spaces.Box):

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import tree
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
@@ -86,13 +87,29 @@ class KeptPass:
     inputs: torch.Tensor
     dist_inputs: torch.Tensor
     parameters: tuple
+    states: tuple = ()
 
-    def matches(self, obs: np.ndarray, parameters: tuple) -> bool:
+    def matches(self, obs: np.ndarray, parameters: tuple, states: tuple = ()) -> bool:
         return (
             self.obs.shape == obs.shape
             and np.array_equal(self.obs, obs)
+            and len(self.states) == len(states)
+            and all(
+                a.shape == np.shape(b) and np.array_equal(a, b)
+                for a, b in zip(self.states, states, strict=True)
+            )
             and same_parameters(self.parameters, parameters)
         )
+
+
+def step_batch(state_structure: Any, obs: torch.Tensor, states: tuple[np.ndarray, ...]) -> dict[str, Any]:
+    """A module's input batch for one step per sample: stateful modules (``state_structure``, their
+    initial state, else None) get a time axis of one step and ``STATE_IN`` from ``states``, the
+    state leaves in ``tree.flatten`` order."""
+    if state_structure is None:
+        return {Columns.OBS: obs}
+    tensors = [torch.as_tensor(np.asarray(s), dtype=obs.dtype, device=obs.device) for s in states]
+    return {Columns.OBS: obs[:, None], Columns.STATE_IN: tree.unflatten_as(state_structure, tensors)}
 
 
 class TorchBackend:
@@ -111,6 +128,10 @@ class TorchBackend:
         self._forward_name = "_forward_inference" if own else "_forward"
         self._space = module.action_space
         self._kept: KeptPass | None = None
+        # Stateful modules (LSTM): one step per sample, from the state given for that sample;
+        # the module's initial state gives the nesting its STATE_IN dict has.
+        self._state_structure = module.get_initial_state() if module.is_stateful() else None
+        self._num_states = 0 if self._state_structure is None else len(tree.flatten(self._state_structure))
 
     @property
     def _module(self) -> Any:
@@ -130,11 +151,16 @@ class TorchBackend:
         dtype = next(self._module.parameters(), torch.zeros((), dtype=torch.float32)).dtype
         return torch.as_tensor(np.ascontiguousarray(obs), dtype=dtype, device=module_device(self._module))
 
-    def _run(self, obs: torch.Tensor) -> torch.Tensor:
-        return getattr(self._module, self._forward_name)({Columns.OBS: obs})[Columns.ACTION_DIST_INPUTS]
+    def _batch(self, obs: torch.Tensor, states: tuple[np.ndarray, ...]) -> dict[str, Any]:
+        return step_batch(self._state_structure, obs, states)
 
-    def _dist_inputs(self, obs: torch.Tensor) -> torch.Tensor:
-        dist_inputs = self._run(obs)
+    def _run(self, obs: torch.Tensor, states: tuple[np.ndarray, ...] = ()) -> torch.Tensor:
+        outputs = getattr(self._module, self._forward_name)(self._batch(obs, states))
+        dist_inputs = outputs[Columns.ACTION_DIST_INPUTS]
+        return dist_inputs if self._state_structure is None else dist_inputs[:, 0]
+
+    def _dist_inputs(self, obs: torch.Tensor, states: tuple[np.ndarray, ...] = ()) -> torch.Tensor:
+        dist_inputs = self._run(obs, states)
         if obs.requires_grad and not dist_inputs.requires_grad:
             raise TypeError(
                 f"module {self._module_id!r}: its {self._forward_name} runs without autograd "
@@ -144,15 +170,19 @@ class TorchBackend:
         return dist_inputs
 
     def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
-        check_state_count(self._module_id, 0, states)
+        check_state_count(self._module_id, self._num_states, states)
         self._kept = None
         with torch.inference_mode(False), eval_mode(self._module):
             with torch.enable_grad():  # kept for evaluate(): see the module docstring
                 inputs = self._tensor(obs).requires_grad_(True)
-                dist_inputs = self._run(inputs)
+                dist_inputs = self._run(inputs, states)
             if dist_inputs.requires_grad:  # (not for a module whose pass runs without autograd)
                 self._kept = KeptPass(
-                    np.array(obs, copy=True), inputs, dist_inputs, parameter_state(self._module)
+                    np.array(obs, copy=True),
+                    inputs,
+                    dist_inputs,
+                    parameter_state(self._module),
+                    tuple(np.array(s, copy=True) for s in states),
                 )
             with torch.no_grad():
                 dist_inputs = dist_inputs.detach()
@@ -171,10 +201,10 @@ class TorchBackend:
             if compute_values is None:
                 raise value_head_error(self._module_id, "it does not implement ValueFunctionAPI")
             try:
-                return compute_values({Columns.OBS: obs}).reshape(-1)
+                return compute_values(self._batch(obs, target.states)).reshape(-1)
             except TypeError as error:  # an inference-only copy: its vf is None
                 raise value_head_error(self._module_id, f"{type(error).__name__}: {error}") from error
-        return self._from_dist_inputs(self._dist_inputs(obs), target)
+        return self._from_dist_inputs(self._dist_inputs(obs, target.states), target)
 
     def _from_dist_inputs(self, dist_inputs: torch.Tensor, target: ResolvedTarget) -> torch.Tensor:
         if target.kind == "dist_input":
@@ -189,10 +219,10 @@ class TorchBackend:
     def evaluate(
         self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        check_state_count(self._module_id, 0, target.states)
+        check_state_count(self._module_id, self._num_states, target.states)
         kept, self._kept = self._kept, None
         if kept is not None and (
-            target.kind == "value" or not kept.matches(obs, parameter_state(self._module))
+            target.kind == "value" or not kept.matches(obs, parameter_state(self._module), target.states)
         ):
             kept = None
         # inference_mode(False): a caller's torch.inference_mode() would make the input an

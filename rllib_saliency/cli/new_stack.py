@@ -244,8 +244,9 @@ def load_module(checkpoint: Checkpoint) -> Any:
         ) from error
     if module.is_stateful():
         raise CLIError(
-            f"module {checkpoint.policy_id!r} is stateful (recurrent); rllib-saliency explains "
-            "stateless torch RLModules on the new API stack so far."
+            f"module {checkpoint.policy_id!r} is stateful (recurrent); the rllib-saliency command does not "
+            "roll out stateful torch RLModules yet. Use SaliencyCallbacks during training, or "
+            "rllib_saliency.explain(module, obs, state=...) with the states the steps were taken in."
         )
     return module
 

@@ -102,8 +102,37 @@ def _recorded_dist_inputs(episode: Any) -> np.ndarray | None:
         return None  # nothing recorded to compare with
 
 
+def step_states(episode: Any, module: Any) -> tuple[np.ndarray, ...]:
+    """The state each step of a numpy-ized episode chunk was taken in, for a stateful module: as
+    RLlib's learner connector rebuilds it, the previous step's ``STATE_OUT`` (recorded while
+    acting), and at the chunk's start the module's initial state (a new episode) or the last
+    ``STATE_OUT`` of the previous chunk (kept in the lookback). Leaves in ``tree.flatten`` order."""
+    import tree
+    from ray.rllib.core.columns import Columns
+
+    from rllib_saliency.recurrent import initial_state_arrays
+
+    recorded = episode.get_extra_model_outputs(key=Columns.STATE_OUT)
+    outs = [np.asarray(a, np.float32) for a in tree.flatten(recorded)]
+    if getattr(episode, "t_started", 0) == 0:
+        first = initial_state_arrays(module)
+    else:
+        previous = episode.get_extra_model_outputs(
+            key=Columns.STATE_OUT, indices=-1, neg_index_as_lookback=True
+        )
+        first = [np.asarray(a, np.float32) for a in tree.flatten(previous)]
+    return tuple(
+        np.concatenate([f[None], o[:-1]]).astype(np.float32) for f, o in zip(first, outs, strict=True)
+    )
+
+
 def _check_faithful(
-    store: Any, module_id: str, module: Any, obs: np.ndarray, recorded: np.ndarray | None
+    store: Any,
+    module_id: str,
+    module: Any,
+    obs: np.ndarray,
+    recorded: np.ndarray | None,
+    states: tuple[np.ndarray, ...] = (),
 ) -> bool:
     """Once per module: do the rows reproduce the action-distribution inputs RLlib recorded while
     acting (``recorded``, row by row)? Same weights: on_sample_end runs before the runner gets new ones."""
@@ -112,12 +141,15 @@ def _check_faithful(
     import torch
     from ray.rllib.core.columns import Columns
 
-    from rllib_saliency.backends.torch import module_device
+    from rllib_saliency.backends.torch import module_device, step_batch
 
     rows = slice(0, min(32, len(obs), len(recorded)))
+    structure = module.get_initial_state() if states else None
     with torch.no_grad():
-        batch = {Columns.OBS: torch.as_tensor(obs[rows], dtype=torch.float32, device=module_device(module))}
-        outputs = module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS].cpu().numpy()
+        inputs = torch.as_tensor(obs[rows], dtype=torch.float32, device=module_device(module))
+        batch = step_batch(structure, inputs, tuple(s[rows] for s in states))
+        outputs = module.forward_exploration(batch)[Columns.ACTION_DIST_INPUTS]
+        outputs = (outputs[:, 0] if states else outputs).cpu().numpy()
     difference = float(np.max(np.abs(outputs - recorded[rows]), initial=0.0))
     if not np.allclose(outputs, recorded[rows], rtol=1e-3, atol=1e-4):
         store.refuse(
@@ -141,9 +173,10 @@ def sample(callbacks: Any, env_runner: Any, episodes: list) -> None:
     The rows are the module's inputs: episode observations as the env-to-module
     connectors left them (``FlattenObservations`` and ``MeanStdFilter`` write
     back), frame stacks rebuilt as RLlib's ``FrameStackingEnvToModule`` builds
-    them. Once per module the rows are checked against the action-distribution
-    inputs RLlib recorded while acting; a module whose inputs cannot be rebuilt
-    is reported once and skipped.
+    them, and for stateful modules the state each step was taken in. Once per
+    module the rows are checked against the action-distribution inputs RLlib
+    recorded while acting; a module whose inputs cannot be rebuilt is reported
+    once and skipped.
     """
     store = callbacks.store
     module = env_runner.module
@@ -158,10 +191,12 @@ def sample(callbacks: Any, env_runner: Any, episodes: list) -> None:
             if not len(actions):
                 continue
             recorded = None if store.checked(module_id) else _recorded_dist_inputs(part)
+            states = step_states(part, sub_module) if sub_module.is_stateful() else ()
             if num_frames:
                 obs, exact = stacked_observations(part, num_frames)
                 obs, actions = obs[exact], actions[exact]
                 recorded = None if recorded is None else recorded[exact]
+                states = tuple(s[exact] for s in states)
             else:
                 obs = np.asarray(part.get_observations())[: len(actions)]
             expected = tuple(sub_module.observation_space.shape)
@@ -176,10 +211,10 @@ def sample(callbacks: Any, env_runner: Any, episodes: list) -> None:
                     ),
                 )
                 continue
-            if len(obs) and _check_faithful(store, module_id, sub_module, obs, recorded):
+            if len(obs) and _check_faithful(store, module_id, sub_module, obs, recorded, states):
                 if module_id not in store.layout_spaces:
                     store.layout_spaces[module_id] = layout_space(env_runner, sub_module)
-                store.add(module_id, getattr(env_runner, "worker_index", 0), obs, actions)
+                store.add(module_id, getattr(env_runner, "worker_index", 0), obs, actions, states)
 
 
 def take_samples(env_runner: Any) -> dict[str, Any]:
@@ -232,7 +267,11 @@ def _merge_samples(parts: list[dict[str, Sample]]) -> dict[str, Sample]:
         for module_id, sample in part.items():
             by_module.setdefault(module_id, []).append(sample)
     return {
-        module_id: Sample(np.concatenate([s.obs for s in parts]), np.concatenate([s.actions for s in parts]))
+        module_id: Sample(
+            np.concatenate([s.obs for s in parts]),
+            np.concatenate([s.actions for s in parts]),
+            tuple(np.concatenate(arrays) for arrays in zip(*(s.states for s in parts), strict=True)),
+        )
         for module_id, parts in by_module.items()
     }
 

@@ -8,9 +8,13 @@ import os
 
 import numpy as np
 import pytest
+import torch
 from conftest import new_ppo_config
 from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.callbacks.callbacks import RLlibCallback
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
+from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from tb_events import load, scalars
 
 from rllib_saliency import SaliencyCallbacks
@@ -27,12 +31,32 @@ def saliency_errors(caplog) -> list[str]:
     ]
 
 
+class DictInputModule(TorchRLModule, ValueFunctionAPI):
+    """A user's own module that reads a Dict observation itself (no FlattenObservations connector)."""
+
+    def setup(self):
+        self.pi = torch.nn.Linear(5, 2)
+        self.vf = torch.nn.Linear(5, 1)
+
+    def _features(self, batch):
+        obs = batch[Columns.OBS]
+        return torch.cat([obs["pos"], obs["vel"]], dim=-1).float()
+
+    def _forward(self, batch, **kwargs):
+        return {Columns.ACTION_DIST_INPUTS: self.pi(self._features(batch))}
+
+    def compute_values(self, batch, embeddings=None):
+        return self.vf(self._features(batch)).squeeze(-1)
+
+
 def test_an_unsupported_module_is_reported_once_and_skipped(ray_cluster, tmp_path, caplog):
-    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from envs import DictObservationEnv
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 
     config = (
         new_ppo_config()
-        .rl_module(model_config=DefaultModelConfig(use_lstm=True, max_seq_len=8, lstm_cell_size=16))
+        .environment(DictObservationEnv)
+        .rl_module(rl_module_spec=RLModuleSpec(module_class=DictInputModule))
         .callbacks(
             SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
         )
@@ -45,7 +69,7 @@ def test_an_unsupported_module_is_reported_once_and_skipped(ray_cluster, tmp_pat
         assert np.isfinite(results[-1]["env_runners"]["episode_return_mean"])
         assert results[-1]["saliency"]["errors"] == 1  # reported once, then the module is skipped
         messages = saliency_errors(caplog)
-        assert len(messages) == 1 and "is stateful" in messages[0]
+        assert len(messages) == 1 and "FlattenObservations" in messages[0]
     finally:
         algo.stop()
 

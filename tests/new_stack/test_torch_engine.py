@@ -488,19 +488,11 @@ def test_a_module_without_autograd_is_refused_clearly():
     assert explain(module, x, "occlusion", "action_1").values.shape == (4, 3)
 
 
-def test_multi_module_and_stateful_module_are_refused(algos):
-    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
-
+def test_multi_module_is_refused(algos):
     multi = algos["CartPole-v1"].learner_group._learner.module
     obs = observations("CartPole-v1", 4)
     with pytest.raises(TypeError, match=r"MultiRLModule.*module\[module_id\]"):
         explain(multi, obs, "gradient", "action")
-    lstm_config = DefaultModelConfig(use_lstm=True, max_seq_len=8)
-    config = new_ppo_config("CartPole-v1").rl_module(model_config=lstm_config)
-    lstm = config.get_rl_module_spec(env=gym.make("CartPole-v1")).build()
-    assert lstm.is_stateful()
-    with pytest.raises(TypeError, match="stateful"):
-        explain(lstm, obs, "gradient", "action")
 
 
 # --- trust metrics and activation maximization ---------------------------------------------------

@@ -1,0 +1,343 @@
+"""``rllib-saliency explain|maximize`` on new-API-stack checkpoints (torch RLModules), as subprocesses.
+
+Tiny real PPO runs (one training iteration) are saved with ``algo.save_to_path``:
+CartPole-v1 with RLlib's default connectors, and FrozenLake-v1 (Discrete
+observations) with a ``FlattenObservations`` env-to-module connector, so that the
+module sees one-hot vectors, not the env's integers. The CLI runs as a subprocess
+(real exit codes); its outputs are checked against ``explain()`` /
+``maximize_activation()`` on the checkpoint's learner module, and its rollouts
+against replays of the same seeded episodes.
+"""
+
+from __future__ import annotations
+
+# isort: off
+import rllib_saliency  # noqa: F401  (first: a safe TF/torch import order for RLlib's new stack)
+
+# isort: on
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import new_ppo_config
+from PIL import Image
+from ray.rllib.core.columns import Columns
+from ray.rllib.core.rl_module.rl_module import RLModule
+from tb_events import decode_png, load, scalars
+
+from rllib_saliency import explain, maximize_activation
+
+pytestmark = pytest.mark.slow
+
+CLI = [sys.executable, "-m", "rllib_saliency.cli"]
+CONSOLE_SCRIPT = str(Path(sys.executable).with_name("rllib-saliency"))
+PARALLEL = 2  # CLI processes at once
+MODULE_DIR = os.path.join("learner_group", "learner", "rl_module", "default_policy")
+
+
+def run_all(jobs: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess]:
+    """Run CLI invocations, ``PARALLEL`` at a time; their completed processes by name."""
+    pending = list(jobs.items())
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    done: dict[str, subprocess.CompletedProcess] = {}
+    while pending or running:
+        while pending and len(running) < PARALLEL:
+            name, args = pending.pop(0)
+            command = [CONSOLE_SCRIPT] if name == "bad_policy" else CLI
+            process = subprocess.Popen(
+                [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            running[name] = (process, time.monotonic())
+        for name, (process, started) in list(running.items()):
+            if process.poll() is None and time.monotonic() - started < 300:
+                continue
+            if process.poll() is None:
+                process.kill()
+            stdout, stderr = process.communicate()
+            done[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+            del running[name]
+        time.sleep(0.05)
+    return done
+
+
+def describe(result: subprocess.CompletedProcess) -> str:
+    return f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def setup(ray_cluster, tmp_path_factory):
+    from ray.rllib.connectors.env_to_module import FlattenObservations
+
+    root = tmp_path_factory.mktemp("cli_new_stack")
+    checkpoints, steps = {}, {}
+    configs = {
+        "cartpole": new_ppo_config("CartPole-v1"),
+        "frozen": new_ppo_config("FrozenLake-v1").env_runners(
+            env_to_module_connector=lambda env, spaces=None, device=None: FlattenObservations()
+        ),
+    }
+    for name, config in configs.items():
+        algo = config.build_algo()
+        result = algo.train()
+        steps[name] = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
+        checkpoints[name] = str(root / name)
+        algo.save_to_path(checkpoints[name])
+        algo.stop()
+    # Multi-agent (two modules; saved untrained): --policy picks the module, on --obs.
+    from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
+
+    multi = (
+        new_ppo_config()
+        .environment(MultiAgentCartPole, env_config={"num_agents": 2})
+        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda agent, episode, **kw: f"p{agent}")
+        .build_algo()
+    )
+    checkpoints["multi"] = str(root / "multi")
+    multi.save_to_path(checkpoints["multi"])
+    multi.stop()
+    # An RLModule checkpoint on its own (no env, no connectors): explained on --obs only.
+    module = RLModule.from_checkpoint(os.path.join(checkpoints["cartpole"], MODULE_DIR))
+    checkpoints["module"] = str(root / "module")
+    module.save_to_path(checkpoints["module"])
+    obs = np.random.default_rng(0).normal(0.0, 0.5, (30, 4)).astype(np.float32)
+    np.save(root / "obs.npy", obs)
+
+    out = root / "out"
+    jobs = {
+        "cartpole": ["explain", checkpoints["cartpole"], "--episodes", "2", "--out", str(out / "cartpole")],
+        "frozen_value": [
+            "explain",
+            checkpoints["frozen"],
+            "--episodes",
+            "3",
+            "--target",
+            "value",
+            "--method",
+            "integrated_gradients",
+            "--method-option",
+            "steps=8",
+            "--out",
+            str(out / "frozen_value"),
+            "--quiet",
+        ],
+        "maximize": [
+            "maximize",
+            checkpoints["cartpole"],
+            "--episodes",
+            "1",
+            "--target",
+            "action_1",
+            "--steps",
+            "20",
+            "--n-starts",
+            "3",
+            "--out",
+            str(out / "maximize"),
+            "--quiet",
+        ],
+        "module_obs": [
+            "explain",
+            checkpoints["module"],
+            "--obs",
+            str(root / "obs.npy"),
+            "--target",
+            "logp",
+            "--out",
+            str(out / "module_obs"),
+            "--quiet",
+        ],
+        "bad_policy": ["explain", checkpoints["cartpole"], "--policy", "pol_9", "--out", str(out / "x")],
+        "multi_obs": [
+            "explain",
+            checkpoints["multi"],
+            "--policy",
+            "p1",
+            "--obs",
+            str(root / "obs.npy"),
+            "--out",
+            str(out / "multi_obs"),
+            "--quiet",
+        ],
+    }
+    results = run_all(jobs)
+    yield {
+        "root": root,
+        "checkpoints": checkpoints,
+        "steps": steps,
+        "results": results,
+        "out": out,
+        "obs": obs,
+    }
+
+
+def learner_module(checkpoint: str):
+    return RLModule.from_checkpoint(os.path.join(checkpoint, MODULE_DIR))
+
+
+def greedy(module, obs: np.ndarray) -> np.ndarray:
+    out = module.forward_inference({Columns.OBS: torch.as_tensor(obs)})
+    dist = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+    return dist.to_deterministic().sample().numpy()
+
+
+def replay(env_id: str, actions: np.ndarray, episode_ids: np.ndarray, encode=lambda o: o) -> np.ndarray:
+    """The observations of the recorded episodes replayed with the recorded actions
+    (episode k reset with seed k, the CLI's default --seed 0)."""
+    env = gym.make(env_id)
+    rows = []
+    for k in np.unique(episode_ids):
+        obs, _ = env.reset(seed=int(k))
+        for action in actions[episode_ids == k]:
+            rows.append(encode(obs))
+            obs, _, terminated, truncated, _ = env.step(action)
+        assert terminated or truncated  # whole episodes
+    return np.asarray(rows, np.float32)
+
+
+def test_explain_algorithm_checkpoint_rolls_out_and_matches_explain(setup):
+    result = setup["results"]["cartpole"]
+    assert result.returncode == 0, describe(result)
+    directory = setup["out"] / "cartpole"
+    npz_path = directory / "attributions_default_policy_action_gradient.npz"
+    assert str(npz_path) in result.stdout and "module 'default_policy'" in result.stdout
+    assert "rollout" in result.stderr and "Traceback" not in result.stderr
+    data = np.load(npz_path)
+    obs, actions, episode_ids = data["observations"], data["actions"], data["episode_ids"]
+    assert obs.shape[1:] == (4,) and len(obs) == len(actions) == len(data["attributions"]) > 2
+    assert sorted(np.unique(episode_ids)) == [0, 1]
+    module = learner_module(setup["checkpoints"]["cartpole"])
+    # Greedy rollouts: each action is the module's greedy one, and the observations are the
+    # env's own (CartPole's default connectors pass them through) along the seeded episodes.
+    np.testing.assert_array_equal(actions, greedy(module, obs))
+    np.testing.assert_allclose(obs, replay("CartPole-v1", actions, episode_ids), atol=1e-6)
+    reference = explain(module, obs, "gradient", "action")
+    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(data["target_values"], reference.target_values, rtol=1e-5, atol=1e-6)
+
+    step = setup["steps"]["cartpole"]
+    assert int(data["step"]) == step
+    events = load(str(directory))
+    prefix = "saliency/default_policy/action/gradient"
+    mean_abs = np.abs(reference.values).mean(axis=0)
+    for feature in range(4):
+        series = scalars(events, f"{prefix}/mean_abs/f{feature}")
+        assert list(series) == [step]
+        np.testing.assert_allclose(series[step], mean_abs[feature], rtol=1e-4, atol=1e-7)
+    assert events.Histograms(f"{prefix}/distribution")[0].histogram_value.num == pytest.approx(obs.size)
+    assert decode_png(events.Images(f"{prefix}/importance")[0]).shape[2] == 3
+    with Image.open(directory / "importance_default_policy_action_gradient.png") as image:
+        assert image.format == "PNG"
+
+
+def test_value_target_on_the_connectors_observations(setup):
+    """FrozenLake's Discrete observations reach the module one-hot (FlattenObservations):
+    those are what is recorded and explained; the value head is the learner module's."""
+    result = setup["results"]["frozen_value"]
+    assert result.returncode == 0, describe(result)
+    data = np.load(
+        setup["out"] / "frozen_value" / "attributions_default_policy_value_integrated_gradients.npz"
+    )
+    obs, actions = data["observations"], data["actions"]
+    assert obs.shape[1:] == (16,)
+    np.testing.assert_array_equal(obs.sum(axis=1), 1.0)
+    assert set(np.unique(obs)) == {0.0, 1.0}
+    np.testing.assert_array_equal(
+        obs, replay("FrozenLake-v1", actions, data["episode_ids"], lambda o: np.eye(16)[o])
+    )
+    module = learner_module(setup["checkpoints"]["frozen"])
+    np.testing.assert_array_equal(actions, greedy(module, obs))
+    with torch.no_grad():
+        values = module.compute_values({Columns.OBS: torch.as_tensor(obs)}).numpy()
+    np.testing.assert_allclose(data["target_values"], values, rtol=1e-5, atol=1e-6)
+    reference = explain(module, obs, "integrated_gradients", "value", steps=8)
+    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(data["delta"], reference.delta, atol=1e-5)
+    events = load(str(setup["out"] / "frozen_value"))
+    assert scalars(events, "saliency/default_policy/value/integrated_gradients/mean_abs/f15")
+
+
+def test_maximize_from_rollouts(setup):
+    result = setup["results"]["maximize"]
+    assert result.returncode == 0, describe(result)
+    directory = setup["out"] / "maximize"
+    data = np.load(directory / "actmax_default_policy_action_1.npz")
+    module = learner_module(setup["checkpoints"]["cartpole"])
+    reference = maximize_activation(
+        module, "action_1", obs=data["observations"], steps=20, n_starts=3, seed=0
+    )
+    np.testing.assert_allclose(data["starts"], reference.starts)
+    np.testing.assert_allclose(data["inputs"], reference.inputs, rtol=1e-4, atol=1e-5)
+    assert data["target_values"][-1].mean() > data["target_values"][0].mean()
+    events = load(str(directory))
+    value = scalars(events, "saliency/default_policy/actmax/action_1/value")
+    assert list(value) == [setup["steps"]["cartpole"]]
+    assert "at the starting points ->" in result.stdout
+
+
+def test_rl_module_checkpoint_with_an_obs_file(setup):
+    result = setup["results"]["module_obs"]
+    assert result.returncode == 0, describe(result)
+    data = np.load(setup["out"] / "module_obs" / "attributions_default_policy_logp_gradient.npz")
+    np.testing.assert_array_equal(data["observations"], setup["obs"])
+    module = RLModule.from_checkpoint(setup["checkpoints"]["module"])
+    reference = explain(module, setup["obs"], "gradient", "logp")
+    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(data["actions"], greedy(module, setup["obs"]))
+    assert int(data["step"]) == 0  # an RLModule checkpoint has no training counters
+
+
+def test_unknown_module_id_exits_1_with_the_available_ones(setup):
+    result = setup["results"]["bad_policy"]
+    assert result.returncode == 1, describe(result)
+    assert "rllib-saliency explain: error: --policy 'pol_9'" in result.stderr, describe(result)
+    assert "available module ids: 'default_policy'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_multi_agent_module_chosen_with_policy_on_an_obs_file(setup):
+    result = setup["results"]["multi_obs"]
+    assert result.returncode == 0, describe(result)
+    directory = setup["out"] / "multi_obs"
+    data = np.load(directory / "attributions_p1_action_gradient.npz")
+    assert str(data["policy_id"]) == "p1"
+    module = RLModule.from_checkpoint(
+        os.path.join(setup["checkpoints"]["multi"], "learner_group", "learner", "rl_module", "p1")
+    )
+    reference = explain(module, setup["obs"], "gradient", "action")
+    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
+    assert scalars(load(str(directory)), "saliency/p1/action/gradient/mean_abs/f0")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "messages"),
+    [
+        (["explain", "{module}"], ["is an RLModule checkpoint", "--obs FILE"]),
+        (["explain", "{module}", "--obs", "{root}/bad.npy"], ["observations have shape (5, 3)", "(N, 4)"]),
+        (["maximize", "{cartpole}", "--target", "action_7"], ["target 'action_7' is out of range"]),
+        (["explain", "{incomplete}"], ["lacks learner_group/learner/rl_module", "incomplete"]),
+        (["explain", "{multi}"], ["holds several RLModules ('p0', 'p1')", "--policy MODULE_ID"]),
+        (["explain", "{multi}", "--policy", "p1"], ["multi-agent checkpoint", "--obs FILE"]),
+    ],
+)
+def test_documented_errors_exit_1_with_a_message(setup, capsys, arguments, messages):
+    """Errors found before anything is loaded, checked in this process through main()."""
+    from rllib_saliency.cli import main
+
+    root = setup["root"]
+    np.save(root / "bad.npy", np.zeros((5, 3), np.float32))
+    incomplete = root / "incomplete"
+    (incomplete / "learner_group").mkdir(parents=True, exist_ok=True)
+    (incomplete / "class_and_ctor_args.pkl").write_bytes(b"")
+    paths = {"root": str(root), "incomplete": str(incomplete), **setup["checkpoints"]}
+    argv = [a.format(**paths) for a in arguments] + ["--out", str(root / "unused")]
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert f"rllib-saliency {arguments[0]}: error: " in error, error
+    for message in messages:
+        assert message in error, error
+    assert "Traceback" not in error
