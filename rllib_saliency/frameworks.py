@@ -158,5 +158,10 @@ def install_ray_hook() -> None:
 def prepare_process() -> None:
     """Everything ``import rllib_saliency`` does: cheap, imports no framework."""
     set_legacy_keras()
-    if order_triton_before_tensorflow():
+    # (Asked before the finder is installed: find_spec("tensorflow") would trigger it.)
+    both_installed = _installed("triton") and _installed("tensorflow")
+    order_triton_before_tensorflow()
+    # Ray workers start as fresh processes: they get the safe order even when this process
+    # imported TensorFlow too early for it.
+    if both_installed:
         install_ray_hook()
