@@ -28,9 +28,11 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/engine_torch.py
 	$(PY) benchmarks/callback_overhead.py
+	$(PY) benchmarks/callback_overhead.py --framework torch
 
-# ~15 minutes: 1,000 computations per TF mode and 100 training iterations.
+# ~20 minutes: 1,000 computations per TF mode and on the new stack, and 100 training iterations.
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py
 

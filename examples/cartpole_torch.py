@@ -84,7 +84,9 @@ def main() -> None:
     tensorboard = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "tensorboard")
     print(f"\nTensorBoard logs (RLlib's curves and saliency, one run): {result.path}")
     # --logdir one level up, so the run has a name in TensorBoard.
-    print(f"View them with:\n\n  {tensorboard} --logdir {os.path.dirname(result.path)}\n")
+    print("View them with:")
+    print(f"\n  {tensorboard} --logdir {os.path.dirname(result.path)}\n")
+    print("(Tune's TensorBoard hint printed earlier points at driver_artifacts: no saliency there.)")
     if result.checkpoint is not None:
         print(f"Checkpoint: {result.checkpoint.path}")
 

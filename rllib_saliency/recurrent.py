@@ -48,7 +48,7 @@ class RecurrentLayout:
 
     kind: ``"none"``, ``"lstm"`` (any model whose state is one array per
         state input, carried step to step; a stateful torch RLModule's state
-        leaves, named ``state_in.h``, ``state_in.c``, ...) or ``"attention"``.
+        leaves, named ``state_in_h``, ``state_in_c``, ...) or ``"attention"``.
     inputs: the state inputs (``(cell,)`` each for an LSTM, ``(memory,
         attention_dim)`` for an attention net), then the previous
         actions/rewards the model is fed, if any.
@@ -93,7 +93,7 @@ def _module_state_names(module: Any) -> list[str]:
     import tree
 
     paths = tree.flatten_with_path(module.get_initial_state())
-    return ["state_in." + ".".join(str(k) for k in path) for path, _ in paths]
+    return ["state_in_" + "_".join(str(k) for k in path) for path, _ in paths]
 
 
 def recurrent_layout(policy: Any) -> RecurrentLayout:

@@ -96,6 +96,11 @@ def run_explain(context: Context) -> list[str]:
     call_options = dict(options)
     if isinstance(checked.get("baseline"), str) and checked["baseline"] == "mean" and finite.any():
         call_options["baseline"] = obs[finite].mean(axis=0)
+    if context.checkpoint.stack == "new" and not context.states and policy.is_stateful():
+        from rllib_saliency.cli.new_stack import obs_file_states
+
+        # --obs: the states an .npz holds (as written here), else the initial state.
+        context.states = obs_file_states(args.obs, policy, len(obs))
     chunk = len(obs) if args.method == "smoothgrad" else args.batch_size
     values = np.empty(obs.shape, np.float32)
     target_values = np.empty(len(obs), np.float32)
@@ -136,7 +141,7 @@ def run_explain(context: Context) -> list[str]:
     if actions is None and context.checkpoint.stack == "new":
         from rllib_saliency.cli.new_stack import greedy_actions as module_greedy_actions
 
-        actions = module_greedy_actions(policy, obs)
+        actions = module_greedy_actions(policy, obs, context.states)
     elif actions is None:
         actions = greedy_actions(policy, obs)
 
@@ -151,8 +156,9 @@ def run_explain(context: Context) -> list[str]:
         for key, value in zip(layout.top_keys, summary.mean_abs, strict=True):
             shares[key] = shares.get(key, 0.0) + float(value) / total
 
-    # Recurrent TF policies: the recorded step inputs (torch RLModules here are stateless).
-    state_names = recurrent_layout(policy).names if context.checkpoint.stack == "old" else ()
+    # Recurrent policies: the step inputs each observation was explained in (state_in_K, ...;
+    # a stateful torch RLModule's state leaves: state_in_h, state_in_c, ...).
+    state_names = recurrent_layout(policy).names if context.states else ()
     written: list[str] = []
     stem = f"{safe_name(pid)}_{safe_name(args.target)}_{safe_name(args.method)}"
     npz_path = os.path.join(args.out, f"attributions_{stem}.npz")

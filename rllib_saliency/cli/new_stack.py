@@ -242,31 +242,78 @@ def load_module(checkpoint: Checkpoint) -> Any:
         raise CLIError(
             f"the checkpoint refers to code that cannot be found in this process ({error}); {IMPORT_HINT}."
         ) from error
-    if module.is_stateful():
-        raise CLIError(
-            f"module {checkpoint.policy_id!r} is stateful (recurrent); the rllib-saliency command does not "
-            "roll out stateful torch RLModules yet. Use SaliencyCallbacks during training, or "
-            "rllib_saliency.explain(module, obs, state=...) with the states the steps were taken in."
-        )
     return module
 
 
-def greedy_actions(module: Any, obs: np.ndarray) -> np.ndarray:
+def initial_module_states(module: Any, n: int) -> tuple[np.ndarray, ...]:
+    """A stateful module's initial state for ``n`` samples: its state leaves in ``tree.flatten``
+    order (the order of :func:`rllib_saliency.recurrent.recurrent_layout`'s names), ``(n, ...)`` each."""
+    from rllib_saliency.recurrent import initial_state_arrays
+
+    return tuple(
+        np.repeat(np.asarray(leaf, np.float32)[None], n, axis=0) for leaf in initial_state_arrays(module)
+    )
+
+
+def obs_file_states(path: str | None, module: Any, n: int) -> tuple[np.ndarray, ...]:
+    """The states a stateful module explains ``--obs`` observations in: those an ``.npz`` holds
+    under the module's state names (``state_in_h``, ``state_in_c``, ... as ``explain`` writes
+    them), else the initial state for every observation (each a first step of an episode)."""
+    from rllib_saliency.recurrent import recurrent_layout
+
+    layout = recurrent_layout(module)
+    names = [i.name for i in layout.inputs]
+    arrays: dict[str, np.ndarray] = {}
+    data = np.load(path, allow_pickle=False) if path is not None else None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            arrays = {name: np.asarray(data[name]) for name in names if name in data.files}
+    held = list(arrays)
+    if not held:
+        return initial_module_states(module, n)
+    if len(held) != len(names):
+        missing = [name for name in names if name not in held]
+        raise CLIError(
+            f"--obs {path!r} holds some of the module's states but not {missing}: give all of "
+            f"{names} (the state each observation's step was taken in) or none (initial state)."
+        )
+    states = []
+    for step_input in layout.inputs:
+        array = arrays[step_input.name]
+        expected = (n, *step_input.shape)
+        if array.shape != expected or array.dtype.kind not in "biuf":
+            raise CLIError(
+                f"--obs {path!r}: {step_input.name!r} has shape {array.shape} (dtype {array.dtype}); "
+                f"module states take one {step_input.shape} array per observation, {expected}."
+            )
+        states.append(array.astype(np.float32))
+    return tuple(states)
+
+
+def greedy_actions(module: Any, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> np.ndarray:
     """The module's greedy actions at ``obs``, as RLlib's GetActions connector picks them with
-    explore=False: ``forward_inference``, then the inference distribution's deterministic sample."""
+    explore=False: ``forward_inference``, then the inference distribution's deterministic sample.
+    Stateful modules: one step from ``states`` (the state leaves per observation), else from
+    the initial state."""
     import torch
     from ray.rllib.core.columns import Columns
 
-    from rllib_saliency.backends.torch import module_device
+    from rllib_saliency.backends.torch import module_device, step_batch
 
+    structure = module.get_initial_state() if module.is_stateful() else None
+    if structure is not None and not states:
+        states = initial_module_states(module, len(obs))
     actions = []
     for start in range(0, len(obs), 1024):
         rows = torch.as_tensor(obs[start : start + 1024], device=module_device(module))
-        outputs = module.forward_inference({Columns.OBS: rows})
+        batch = step_batch(structure, rows, tuple(s[start : start + 1024] for s in states))
+        outputs = module.forward_inference(batch)
         if Columns.ACTIONS in outputs:
             chosen = outputs[Columns.ACTIONS]
         else:
             dist = module.get_inference_action_dist_cls().from_logits(outputs[Columns.ACTION_DIST_INPUTS])
             chosen = dist.to_deterministic().sample()
+        if structure is not None:  # one time step
+            chosen = chosen[:, 0]
         actions.append(chosen.detach().cpu().numpy())
     return np.concatenate(actions)

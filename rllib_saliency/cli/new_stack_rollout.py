@@ -9,6 +9,17 @@ module saw, filters and e.g. ``FlattenObservations`` included), runs
 ``module.forward_inference``, then the module-to-env pipeline for the env action
 (unsquashed/clipped as RLlib sends it), steps the environment and adds the step to
 the episode. The recorded actions are the module's (before unsquashing/clipping).
+
+Stateful (recurrent) modules: as in ``SingleAgentEnvRunner``, the module's
+``STATE_OUT`` (unbatched by the module-to-env pipeline) is stored in the episode's
+``extra_model_outputs`` each step, and RLlib's ``AddStatesFromEpisodesToBatch``
+connector feeds it back as the next step's ``STATE_IN`` (the module's initial state
+at an episode's first step). Each step's ``batch[Columns.STATE_IN]`` is recorded
+with its observation, before the forward pass: the state the step was taken in, as
+one array per state leaf (``tree.flatten`` order, the names of
+``recurrent_layout(module)``), of the shape ``module.get_initial_state()`` gives
+one sample. The batch has a time axis then (``AddTimeDimToBatchAndZeroPad``): the
+observation comes as ``(1, 1, *obs_shape)``, the state leaves as ``(1, *leaf_shape)``.
 """
 
 from __future__ import annotations
@@ -68,23 +79,56 @@ def load_connectors(checkpoint: Checkpoint) -> tuple[Any, Any]:
         ) from error
 
 
-def _module_input(batch: dict[str, Any], module: Any, module_id: str) -> np.ndarray:
-    """The observation row the module is about to see, as numpy."""
+def _numpy(value: Any) -> Any:
+    return value.detach().cpu().numpy() if hasattr(value, "detach") else value
+
+
+def _module_input(batch: dict[str, Any], module: Any, module_id: str, stateful: bool) -> np.ndarray:
+    """The observation row the module is about to see, as numpy (stateful modules: the
+    batch has a time axis of one step)."""
     from ray.rllib.core.columns import Columns
 
-    obs = batch.get(Columns.OBS)
-    if hasattr(obs, "detach"):
-        obs = obs.detach().cpu().numpy()
+    obs = _numpy(batch.get(Columns.OBS))
     shape = tuple(module.observation_space.shape or ())
-    if not isinstance(obs, np.ndarray) or obs.shape != (1, *shape):
+    lead = (1, 1) if stateful else (1,)
+    if not isinstance(obs, np.ndarray) or obs.shape != (*lead, *shape):
         what = f"shape {obs.shape}" if isinstance(obs, np.ndarray) else type(obs).__name__
         raise CLIError(
             f"the env-to-module connectors give module {module_id!r} an observation batch of {what}, "
-            f"not (1, {', '.join(map(str, shape))}) as its observation space "
-            f"{module.observation_space} says; rllib-saliency explains modules that take one "
-            "observation array per step (no time dimension, no nested observations)."
+            f"not {(*lead, *shape)} as its observation space {module.observation_space} says"
+            + (" (batch, time)" if stateful else "")
+            + "; rllib-saliency explains modules that take one observation array per step "
+            + ("(no nested observations)." if stateful else "(no time dimension, no nested observations).")
         )
-    return obs[0]
+    return obs[(0,) * len(lead)]
+
+
+def _module_state(batch: dict[str, Any], initial: Any, module_id: str) -> list[np.ndarray]:
+    """The state the stateful module is about to step from (``batch[Columns.STATE_IN]``, one
+    sample): its leaves in ``tree.flatten`` order, each of its initial state's shape."""
+    import tree
+    from ray.rllib.core.columns import Columns
+
+    state = batch.get(Columns.STATE_IN)
+    leaves = []
+    try:
+        tree.assert_same_structure(initial, state, check_types=False)
+    except (TypeError, ValueError) as error:
+        raise CLIError(
+            f"the env-to-module connectors give stateful module {module_id!r} a STATE_IN that is not "
+            f"structured as its initial state ({error}); rllib-saliency records the state each step "
+            "is taken in from RLlib's AddStatesFromEpisodesToBatch connector."
+        ) from error
+    for leaf, first in zip(tree.flatten(state), tree.flatten(initial), strict=True):
+        array = np.asarray(_numpy(leaf), np.float32)
+        expected = (1, *np.shape(_numpy(first)))
+        if array.shape != expected:
+            raise CLIError(
+                f"the env-to-module connectors give stateful module {module_id!r} a STATE_IN leaf of "
+                f"shape {array.shape}, not {expected} (one sample of its initial state)."
+            )
+        leaves.append(array[0])
+    return leaves
 
 
 def rollout_new_stack(checkpoint: Checkpoint, module: Any, episodes: int, seed: int, bar: Any) -> Rollouts:
@@ -96,7 +140,9 @@ def rollout_new_stack(checkpoint: Checkpoint, module: Any, episodes: int, seed: 
 
     env_to_module, module_to_env = load_connectors(checkpoint)
     env = make_env(checkpoint.config)
-    observations, actions, episode_ids = [], [], []
+    stateful = module.is_stateful()
+    initial = module.get_initial_state() if stateful else None
+    observations, actions, episode_ids, states = [], [], [], []
     try:
         if isinstance(env, MultiAgentEnv):
             raise CLIError(
@@ -116,7 +162,9 @@ def rollout_new_stack(checkpoint: Checkpoint, module: Any, episodes: int, seed: 
                 batch = env_to_module(
                     episodes=[episode], rl_module=module, explore=False, shared_data=shared_data
                 )
-                observations.append(_module_input(batch, module, checkpoint.policy_id))
+                observations.append(_module_input(batch, module, checkpoint.policy_id, stateful))
+                if stateful:  # the state this step is taken in
+                    states.append(_module_state(batch, initial, checkpoint.policy_id))
                 outputs = module.forward_inference(batch)
                 to_env = module_to_env(
                     batch=outputs,
@@ -135,6 +183,7 @@ def rollout_new_stack(checkpoint: Checkpoint, module: Any, episodes: int, seed: 
                     infos=infos,
                     terminated=terminated,
                     truncated=truncated,
+                    # STATE_OUT included: the next step's STATE_IN (AddStatesFromEpisodesToBatch).
                     extra_model_outputs={key: value[0] for key, value in to_env.items()},
                 )
                 actions.append(np.asarray(action))
@@ -148,5 +197,5 @@ def rollout_new_stack(checkpoint: Checkpoint, module: Any, episodes: int, seed: 
         [np.asarray(episode_ids, np.int64)],
         episodes,
         checkpoint.policy_id,
-        [],
+        [[np.stack(leaf) for leaf in zip(*states, strict=True)]] if states else [],
     )

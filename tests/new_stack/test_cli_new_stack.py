@@ -341,3 +341,163 @@ def test_documented_errors_exit_1_with_a_message(setup, capsys, arguments, messa
     for message in messages:
         assert message in error, error
     assert "Traceback" not in error
+
+
+# Stateful modules: a tiny LSTM PPO (DefaultModelConfig(use_lstm=True)).
+LSTM_CELL = 16
+STATE_NAMES = ("state_in_c", "state_in_h")  # the state leaves, as the npz holds them
+
+
+@pytest.fixture(scope="module")
+def lstm_setup(ray_cluster, tmp_path_factory):
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+
+    root = tmp_path_factory.mktemp("cli_new_stack_lstm")
+    config = (
+        new_ppo_config("CartPole-v1")
+        .training(train_batch_size=128, minibatch_size=64)
+        .rl_module(model_config=DefaultModelConfig(use_lstm=True, max_seq_len=8, lstm_cell_size=LSTM_CELL))
+    )
+    algo = config.build_algo()
+    algo.train()
+    checkpoint = str(root / "lstm")
+    algo.save_to_path(checkpoint)
+    algo.stop()
+    obs = np.random.default_rng(1).normal(0.0, 0.5, (12, 4)).astype(np.float32)
+    np.save(root / "obs.npy", obs)
+    out = root / "out"
+    first = run_all(
+        {
+            "rollout": ["explain", checkpoint, "--episodes", "3", "--out", str(out / "rollout"), "--quiet"],
+            "obs": [
+                "explain",
+                checkpoint,
+                "--obs",
+                str(root / "obs.npy"),
+                "--target",
+                "logp",
+                "--out",
+                str(out / "obs"),
+                "--quiet",
+            ],
+            "maximize": [
+                "maximize",
+                checkpoint,
+                "--episodes",
+                "1",
+                "--target",
+                "action_1",
+                "--steps",
+                "10",
+                "--n-starts",
+                "2",
+                "--out",
+                str(out / "maximize"),
+                "--quiet",
+            ],
+        }
+    )
+    rollout_npz = out / "rollout" / "attributions_default_policy_action_gradient.npz"
+    # The rollout's npz given back with --obs: explained in the states it holds.
+    again = run_all(
+        {"npz": ["explain", checkpoint, "--obs", str(rollout_npz), "--out", str(out / "npz"), "--quiet"]}
+    )
+    yield {"root": root, "checkpoint": checkpoint, "out": out, "obs": obs, "results": {**first, **again}}
+
+
+def lstm_step(module, obs: np.ndarray, states: dict[str, np.ndarray]):
+    """One step of the module per row from the given state: (greedy actions, action-distribution
+    inputs, next state by name), through forward_inference with a time axis of one step."""
+    state_in = {name.removeprefix("state_in_"): torch.as_tensor(states[name]) for name in STATE_NAMES}
+    with torch.no_grad():
+        out = module.forward_inference(
+            {Columns.OBS: torch.as_tensor(obs)[:, None], Columns.STATE_IN: state_in}
+        )
+    logits = out[Columns.ACTION_DIST_INPUTS][:, 0]
+    actions = module.get_inference_action_dist_cls().from_logits(logits).to_deterministic().sample()
+    state_out = {f"state_in_{key}": value.numpy() for key, value in out[Columns.STATE_OUT].items()}
+    return actions.numpy(), logits.numpy(), state_out
+
+
+def initial_state(module, n: int) -> dict[str, np.ndarray]:
+    initial = module.get_initial_state()
+    return {
+        name: np.repeat(initial[name.removeprefix("state_in_")].numpy()[None], n, axis=0)
+        for name in STATE_NAMES
+    }
+
+
+def test_stateful_module_rolls_out_and_explains_in_the_recorded_states(lstm_setup):
+    result = lstm_setup["results"]["rollout"]
+    assert result.returncode == 0, describe(result)
+    data = np.load(lstm_setup["out"] / "rollout" / "attributions_default_policy_action_gradient.npz")
+    obs, actions, episode_ids = data["observations"], data["actions"], data["episode_ids"]
+    states = {name: data[name] for name in STATE_NAMES}
+    n = len(obs)
+    assert obs.shape[1:] == (4,) and sorted(np.unique(episode_ids)) == [0, 1, 2]
+    for name in STATE_NAMES:
+        assert states[name].shape == (n, 1, LSTM_CELL), name
+    module = RLModule.from_checkpoint(os.path.join(lstm_setup["checkpoint"], MODULE_DIR))
+    assert module.is_stateful()
+    # The seeded episodes, replayed with the recorded actions.
+    np.testing.assert_allclose(obs, replay("CartPole-v1", actions, episode_ids), atol=1e-6)
+    # An episode's first step starts from the initial state; later ones do not (all of them).
+    first = np.r_[True, episode_ids[1:] != episode_ids[:-1]]
+    initial = initial_state(module, n)
+    for name in STATE_NAMES:
+        np.testing.assert_array_equal(states[name][first], initial[name][first])
+        assert not np.any(np.all(states[name][~first] == initial[name][~first], axis=(1, 2))), name
+    # Step by step: obs + recorded state give the recorded (greedy) action, and the step's
+    # STATE_OUT is the next step's recorded state within an episode.
+    greedy_actions, _, state_out = lstm_step(module, obs, states)
+    np.testing.assert_array_equal(actions, greedy_actions)
+    following = ~first[1:]
+    for name in STATE_NAMES:
+        np.testing.assert_allclose(states[name][1:][following], state_out[name][:-1][following], atol=1e-6)
+    # The attributions are explain()'s given those states (a dict by name or the leaves in order).
+    reference = explain(module, obs, "gradient", "action", state=states)
+    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(data["target_values"], reference.target_values, rtol=1e-5, atol=1e-6)
+    by_order = explain(module, obs, "gradient", "action", state=tuple(states[name] for name in STATE_NAMES))
+    np.testing.assert_allclose(by_order.values, reference.values, rtol=1e-6, atol=1e-7)
+    # Not the initial-state attributions (the state matters).
+    assert not np.allclose(explain(module, obs, "gradient", "action").values, reference.values)
+
+
+def test_stateful_module_on_an_npz_with_states_and_an_obs_file(lstm_setup):
+    module = RLModule.from_checkpoint(os.path.join(lstm_setup["checkpoint"], MODULE_DIR))
+    # The rollout's npz: explained again in the states it holds.
+    result = lstm_setup["results"]["npz"]
+    assert result.returncode == 0, describe(result)
+    rollout = np.load(lstm_setup["out"] / "rollout" / "attributions_default_policy_action_gradient.npz")
+    data = np.load(lstm_setup["out"] / "npz" / "attributions_default_policy_action_gradient.npz")
+    for name in ("observations", "actions", *STATE_NAMES):
+        np.testing.assert_array_equal(data[name], rollout[name], err_msg=name)
+    np.testing.assert_allclose(data["attributions"], rollout["attributions"], rtol=1e-5, atol=1e-6)
+    # A plain observation file: every observation from the initial state.
+    result = lstm_setup["results"]["obs"]
+    assert result.returncode == 0, describe(result)
+    data = np.load(lstm_setup["out"] / "obs" / "attributions_default_policy_logp_gradient.npz")
+    obs = lstm_setup["obs"]
+    initial = initial_state(module, len(obs))
+    for name in STATE_NAMES:
+        np.testing.assert_array_equal(data[name], initial[name])
+    reference = explain(module, obs, "gradient", "logp", state=initial)
+    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(data["actions"], lstm_step(module, obs, initial)[0])
+
+
+def test_stateful_module_maximize_from_the_initial_state(lstm_setup):
+    result = lstm_setup["results"]["maximize"]
+    assert result.returncode == 0, describe(result)
+    data = np.load(lstm_setup["out"] / "maximize" / "actmax_default_policy_action_1.npz")
+    module = RLModule.from_checkpoint(os.path.join(lstm_setup["checkpoint"], MODULE_DIR))
+    reference = maximize_activation(
+        module, "action_1", obs=data["observations"], steps=10, n_starts=2, seed=0
+    )
+    np.testing.assert_allclose(data["inputs"], reference.inputs, rtol=1e-4, atol=1e-5)
+    # The optimised inputs' target from the initial state, step by step.
+    _, logits, _ = lstm_step(
+        module, data["inputs"].astype(np.float32), initial_state(module, len(data["inputs"]))
+    )
+    np.testing.assert_allclose(data["target_values"][-1], logits[:, 1], rtol=1e-4, atol=1e-5)

@@ -26,7 +26,9 @@ def test_cartpole_torch_demo_prints_the_tensorboard_command(tmp_path):
     out = run_example("cartpole_torch.py", "--iterations", "2", "--storage", str(tmp_path), cwd=tmp_path)
     trial_dir = out.split("one run): ")[1].splitlines()[0].strip()
     assert list(Path(trial_dir).glob("events.out.tfevents.*.saliency"))
-    command = next(line.strip() for line in out.splitlines() if "--logdir" in line)
+    lines = out.splitlines()
+    ours = lines.index("View them with:")  # (Tune prints a hint of its own earlier, for driver_artifacts)
+    command = next(line.strip() for line in lines[ours + 1 :] if "--logdir" in line)
     executable, _, logdir = command.partition(" --logdir ")
     assert os.path.isabs(executable) and os.path.exists(executable)
     assert logdir == os.path.dirname(trial_dir)  # one level up: the run has a name in TensorBoard

@@ -117,7 +117,9 @@ def test_bad_states_get_a_clear_error(lstm_algo):
     algo, _, _ = lstm_algo
     module = learner_module(algo)
     obs = np.zeros((3, 4), np.float32)
-    names = list(recurrent_layout(module).names)
+    layout = recurrent_layout(module)
+    names = list(layout.names)
+    assert names == ["state_in_c", "state_in_h"] and layout.num_states == 2  # both leaves are states
     with pytest.raises(ValueError, match=r"state must be a list of 2 arrays of shapes"):
         explain(module, obs, "gradient", "action", state=[np.zeros((3, 16), np.float32)] * 2)
     by_name = {name: np.zeros((3, 1, 16), np.float32) for name in names}
