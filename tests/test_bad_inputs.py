@@ -60,6 +60,6 @@ def test_not_a_tensorflow_policy():
         framework = "torch"
 
     with pytest.raises(
-        TypeError, match="supports RLlib old-API-stack TensorFlow policies.*framework 'torch'"
+        TypeError, match="old-API-stack TensorFlow policies.*framework 'torch'.*new API stack"
     ):
         explain(TorchLikePolicy(), np.zeros((1, 4), np.float32))

@@ -537,7 +537,8 @@ def assert_replays(policy, data, inputs: dict, target: str) -> None:
         data["actions"], policy.compute_actions_from_input_dict(batch, explore=False)[0]
     )
     reference = explain(policy, obs, "gradient", target, state=inputs)
-    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-7)
+    # Another process, other batch shapes: float32 roundoff of a few ulps of the largest values.
+    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
 
 
 def test_explain_attention_policy_checkpoint_keeps_the_memory(setup):

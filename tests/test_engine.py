@@ -154,7 +154,10 @@ def test_non_finite_rows_do_not_poison_the_others(trained):
     assert np.all(np.isnan(dirty.values[bad])) and np.all(np.isnan(dirty.target_values[bad]))
     assert np.all(np.isfinite(dirty.values[~bad])) and np.all(np.isfinite(dirty.target_values[~bad]))
     exact = explain(policy, obs, "gradient").values
-    np.testing.assert_allclose(explain(policy, dirty_obs, "gradient").values[~bad], exact[~bad], rtol=1e-6)
+    # The same rows in a batch of another size: equal up to float32 roundoff of other BLAS paths.
+    np.testing.assert_allclose(
+        explain(policy, dirty_obs, "gradient").values[~bad], exact[~bad], rtol=1e-6, atol=1e-8
+    )
     # SmoothGrad's noise scale comes from the finite rows only, so it stays finite and close.
     assert clean.values.shape == dirty.values.shape
 

@@ -105,12 +105,17 @@ def check_supported(policy: Any) -> str:
         )
     if mode is None:
         framework = getattr(policy, "framework", None)
+        fix = (
+            "For torch, train on RLlib's new API stack (the default: no .api_stack(...)) and pass the "
+            "RLModule."
+            if framework == "torch"
+            else "Pass algo.get_module(module_id) (new API stack) or algo.get_policy(policy_id) of an "
+            "algorithm built with config.framework('tf') or ('tf2') on the old API stack."
+        )
         raise TypeError(
             f"explain() supports {SUPPORTED}; got {type(policy).__name__}"
             + (f" (framework {framework!r})" if framework else "")
-            + ". Build the algorithm with config.framework('tf') or ('tf2') on the "
-            "old API stack: config.api_stack(enable_rl_module_and_learner=False, "
-            "enable_env_runner_and_connector_v2=False)."
+            + f". {fix}"
         )
     windows = previous_input_windows(policy.model)
     if windows:

@@ -27,16 +27,24 @@ class SampleStore:
         # Stack-specific: a space naming each model's features, if not its own.
         self.layout_spaces: dict[str, Any] = {}
 
-    def wants(self, model_id: str, model: Any, check: Callable[[Any], Any]) -> bool:
-        """Whether to sample ``model_id``: configured, and ``check(model)`` (TypeError: not
-        supported, reported once to the driver) passes. Decided once per model."""
+    def wants(self, model_id: str, model: Any, check: Callable[[Any], bool]) -> bool:
+        """Whether to sample ``model_id``: configured, and ``check(model)`` passes. Decided once per
+        model. ``check`` returns False for a kind of model the stack does not explain (e.g. a
+        random policy beside TF ones: one warning) and raises TypeError for a supported kind whose
+        model the engine cannot handle (reported once to the driver as an error)."""
         if model_id not in self._choice:
             wanted = self.settings.policies is None or model_id in self.settings.policies
             if wanted:
                 try:
-                    check(model)
+                    if not check(model):
+                        logger.warning(
+                            "rllib_saliency: policy %r (%s) is not a kind rllib-saliency explains on this "
+                            "RLlib stack; skipped.",
+                            model_id,
+                            type(model).__name__,
+                        )
+                        wanted = False
                 except TypeError as error:
-                    logger.warning("rllib_saliency: %r is skipped: %s", model_id, error)
                     self.errors.exception(f"policy {model_id}", error)
                     wanted = False
             self._choice[model_id] = wanted
@@ -51,7 +59,6 @@ class SampleStore:
 
     def refuse(self, model_id: str, error: TypeError) -> None:
         """Stop sampling a model found unsupported while sampling; reported once to the driver."""
-        logger.warning("rllib_saliency: %r is skipped: %s", model_id, error)
         self.errors.exception(f"policy {model_id}", error)
         self._choice[model_id] = False
         self._samplers.pop(model_id, None)

@@ -27,9 +27,9 @@ NAME = "new"
 DEFAULT_MODULE_ID = "default_policy"  # ray.rllib.core.DEFAULT_MODULE_ID, without importing it
 
 
-def _check_module(module: Any) -> None:
-    if check_supported(module) != "torch":
-        raise TypeError(f"{type(module).__name__} is not a torch RLModule")
+def _check_module(module: Any) -> bool:
+    """True for torch RLModules the engine explains; TypeError saying why for the others."""
+    return check_supported(module) == "torch"
 
 
 def _agent_parts(episode: Any) -> list[tuple[str, Any]]:

@@ -20,10 +20,13 @@ from rllib_saliency.recurrent import per_step_states
 NAME = "old"
 
 
-def _check_policy(policy: Any) -> None:
+def _check_policy(policy: Any) -> bool:
+    """False for policies that are no TF policy (e.g. a random policy); TypeError for TF policies
+    whose model the engine cannot handle."""
     if policy_mode(policy) not in ("graph", "eager"):
-        raise TypeError(f"{type(policy).__name__} is not an old-API-stack TensorFlow policy")
+        return False
     check_supported(policy)
+    return True
 
 
 def sample(callbacks: Any, worker: Any, samples: Any) -> None:
