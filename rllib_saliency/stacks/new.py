@@ -6,8 +6,9 @@ gathers the reservoirs and sends them to the learner, which explains them with
 its own module: the only one with the value head (env runners' modules are
 inference-only), always holding the current weights, on the learner's device
 (a GPU if it has one). With ``num_learners=0`` the learner is in the driver
-process; with remote learners the first healthy one computes
-(``learner_group.foreach_learner``). Every function sent to a worker returns
+process; with remote learners each healthy one computes the same summaries
+(``learner_group.foreach_learner`` has no public way to pick one) and the
+first report is used. Every function sent to a worker returns
 errors as data and never raises: an exception inside ``foreach_env_runner``
 silently takes the runner down.
 """
