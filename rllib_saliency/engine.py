@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,6 +161,36 @@ def explain(
     the compiled functions are traced once per target kind.
     """
     backend = backend or backend_for(policy)
+    # A backend may hold a set-up for the whole call (torch: eval mode once, not per batch).
+    with getattr(backend, "explaining", contextlib.nullcontext)():
+        return _explain(
+            policy,
+            obs,
+            method,
+            target,
+            actions,
+            batch_size,
+            structured,
+            state,
+            backend,
+            resolved_target,
+            method_options,
+        )
+
+
+def _explain(
+    policy: Any,
+    obs: Any,
+    method: str,
+    target: str,
+    actions: Any,
+    batch_size: int,
+    structured: bool,
+    state: Any,
+    backend: Backend,
+    resolved_target: ResolvedTarget | None,
+    method_options: dict[str, Any],
+) -> Attribution:
     attribution_method = get_method(method)
     obs_shape = tuple(policy.observation_space.shape)
     options = attribution_method.check_options(method_options, obs_shape)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,6 +128,7 @@ class TorchBackend:
         self._forward_name = "_forward_inference" if own else "_forward"
         self._space = module.action_space
         self._kept: KeptPass | None = None
+        self._explaining = False
         # Stateful modules (LSTM): one step per sample, from the state given for that sample;
         # the module's initial state gives the nesting its STATE_IN dict has.
         self._state_structure = module.get_initial_state() if module.is_stateful() else None
@@ -143,6 +144,24 @@ class TorchBackend:
     @property
     def module(self) -> Any:
         return self._module
+
+    @contextmanager
+    def explaining(self) -> Iterator[None]:
+        """One eval-mode switch for a whole explain() call (its forward and evaluate calls inside
+        skip their own): switching every submodule's mode costs about as much as a small
+        network's forward pass."""
+        if self._explaining:
+            yield
+            return
+        with eval_mode(self._module):
+            self._explaining = True
+            try:
+                yield
+            finally:
+                self._explaining = False
+
+    def _eval_mode(self) -> Any:
+        return nullcontext() if self._explaining else eval_mode(self._module)
 
     def sync_weights(self) -> None:
         """Nothing to do: the module itself (and its current weights) is used."""
@@ -172,7 +191,7 @@ class TorchBackend:
     def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
         check_state_count(self._module_id, self._num_states, states)
         self._kept = None
-        with torch.inference_mode(False), eval_mode(self._module):
+        with torch.inference_mode(False), self._eval_mode():
             with torch.enable_grad():  # kept for evaluate(): see the module docstring
                 inputs = self._tensor(obs).requires_grad_(True)
                 dist_inputs = self._run(inputs, states)
@@ -227,7 +246,7 @@ class TorchBackend:
             kept = None
         # inference_mode(False): a caller's torch.inference_mode() would make the input an
         # inference tensor, which autograd cannot differentiate (set_grad_enabled does not undo it).
-        with torch.inference_mode(False), eval_mode(self._module), torch.set_grad_enabled(with_gradient):
+        with torch.inference_mode(False), self._eval_mode(), torch.set_grad_enabled(with_gradient):
             if kept is not None:  # forward() ran this very pass already
                 inputs = kept.inputs
                 values = self._from_dist_inputs(kept.dist_inputs, target)
