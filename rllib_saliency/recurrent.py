@@ -89,24 +89,24 @@ def initial_state_arrays(policy: Any) -> list[np.ndarray]:
     return [np.asarray(s) for s in state]
 
 
-def _module_state_names(module: Any) -> list[str]:
-    import tree
-
-    paths = tree.flatten_with_path(module.get_initial_state())
-    return ["state_in_" + "_".join(str(k) for k in path) for path, _ in paths]
-
-
 def recurrent_layout(policy: Any) -> RecurrentLayout:
-    if isinstance(policy.get_initial_state(), dict):  # a torch RLModule (new stack)
-        arrays = initial_state_arrays(policy)
-        if not arrays:
+    state = policy.get_initial_state()
+    if isinstance(state, dict):  # a torch RLModule (new stack): its state leaves, by path
+        import tree
+
+        leaves = tree.flatten_with_path(state)
+        if not leaves:
             return RecurrentLayout("none", ())
-        names = _module_state_names(policy)
         return RecurrentLayout(
             "lstm",
-            tuple(StepInput(n, a.shape, np.dtype(np.float32)) for n, a in zip(names, arrays, strict=True)),
+            tuple(
+                StepInput(
+                    "state_in_" + "_".join(str(k) for k in path), tuple(leaf.shape), np.dtype(np.float32)
+                )
+                for path, leaf in leaves
+            ),
         )
-    initial = [np.shape(s) for s in policy.get_initial_state()]
+    initial = [np.shape(s) for s in state]
     if not initial:
         return RecurrentLayout("none", ())
     requirements = getattr(policy.model, "view_requirements", None) or {}

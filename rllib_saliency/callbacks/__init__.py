@@ -22,7 +22,8 @@ the first traceback of each kind, then counts (:mod:`.errors`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,8 @@ from rllib_saliency.callbacks.settings import (
     make_settings,
 )
 
+logger = logging.getLogger("rllib_saliency")
+
 __all__ = [
     "ACTIVATION_OPTIONS",
     "DEFAULT_TRUST_METRICS",
@@ -51,31 +54,28 @@ __all__ = [
 ]
 
 
-def find_saliency_callbacks(runner: Any) -> SaliencyCallbacks | None:
-    """Our instance on an env runner: old stack ``worker.callbacks`` (possibly a
-    ``make_multi_callbacks`` wrapper), new stack ``env_runner._callbacks`` (a list)."""
-    candidates = []
-    for holder in (getattr(runner, "callbacks", None), getattr(runner, "_callbacks", None)):
-        if holder is None:
-            continue
-        if isinstance(holder, (list, tuple)):
-            candidates += list(holder)
-        else:
-            candidates += [holder, *getattr(holder, "_callback_list", [])]
-    for candidate in candidates:
-        if isinstance(candidate, SaliencyCallbacks):
-            return candidate
-        for inner in getattr(candidate, "_callback_list", []):
-            if isinstance(inner, SaliencyCallbacks):
-                return inner
-    return None
+def _instances(holder: Any) -> Iterator[Any]:
+    """Callback objects in a holder: one object or a list of them (new stack), each possibly a
+    ``make_multi_callbacks`` wrapper whose ``_callback_list`` holds more."""
+    for item in holder if isinstance(holder, (list, tuple)) else [holder]:
+        yield item
+        yield from getattr(item, "_callback_list", [])
 
 
 def _saliency_callbacks(callbacks: Any) -> SaliencyCallbacks | None:
     """Our instance inside a worker's callbacks object (kept for tests and user code)."""
-    if isinstance(callbacks, SaliencyCallbacks):
-        return callbacks
-    return find_saliency_callbacks(type("Runner", (), {"callbacks": callbacks})())
+    return next((c for c in _instances(callbacks) if isinstance(c, SaliencyCallbacks)), None)
+
+
+def find_saliency_callbacks(runner: Any) -> SaliencyCallbacks | None:
+    """Our instance on an env runner or algorithm: old stack ``worker.callbacks``, new stack
+    ``env_runner._callbacks`` / ``algorithm.callbacks`` (lists)."""
+    for name in ("callbacks", "_callbacks"):
+        holder = getattr(runner, name, None)
+        found = None if holder is None else _saliency_callbacks(holder)
+        if found is not None:
+            return found
+    return None
 
 
 class SaliencyCallbacks(RLlibCallback):
@@ -200,10 +200,6 @@ class SaliencyCallbacks(RLlibCallback):
 
     # ----- driver side -----------------------------------------------------------------
 
-    @property
-    def errors(self) -> Any:
-        return self._reporter.errors if self._reporter is not None else None
-
     def on_train_result(self, *, algorithm: Any = None, result: dict | None = None, **kwargs: Any) -> None:
         from rllib_saliency.stacks import stack_of
 
@@ -212,9 +208,7 @@ class SaliencyCallbacks(RLlibCallback):
                 self._reporter = Reporter(self.settings, stack_of(algorithm))
             stack = self._reporter.stack
         except Exception as error:  # noqa: BLE001 - a logging failure never kills training
-            import logging
-
-            logging.getLogger("rllib_saliency").exception("rllib_saliency: set-up failed: %s", error)
+            logger.exception("rllib_saliency: set-up failed: %s", error)
             return
         self._computations += 1
         self._reporter.on_train_result(algorithm, result, lambda: stack.collect(self, algorithm))

@@ -11,8 +11,9 @@ one of them and nothing else stack-specific. Each adapter provides:
 * ``model(algorithm, model_id)``: a model with that id's spaces, for names and
   activation maximization (reports may name a better space for the names:
   ``layout_spaces``, e.g. the Dict space a new-stack connector flattened);
-* ``weights_fingerprint(algorithm, model_id)``: the learner's weights, for the
-  staleness check of reports computed on env runners.
+* old stack only, ``weights_fingerprint(algorithm, model_id)``: the learner's weights,
+  for the staleness check of reports computed on env runners (new-stack reports come
+  from the learner itself and carry no fingerprints).
 """
 
 from __future__ import annotations

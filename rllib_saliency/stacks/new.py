@@ -317,7 +317,3 @@ def model(algorithm: Any, module_id: str) -> Any:
     """The module of that id in the driver's env runner (inference-only: enough for spaces and
     action targets)."""
     return algorithm.get_module(module_id)
-
-
-def weights_fingerprint(algorithm: Any, module_id: str) -> float:  # pragma: no cover - never asked
-    raise NotImplementedError("new-stack reports are computed on the learner; they carry no fingerprints")
