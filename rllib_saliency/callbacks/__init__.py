@@ -78,6 +78,34 @@ def find_saliency_callbacks(runner: Any) -> SaliencyCallbacks | None:
     return None
 
 
+# Algorithm methods that end training or save it: ``cleanup`` (``Algorithm.stop()``, also Tune's
+# stop of a trial), ``save_checkpoint`` (``Algorithm.save()``, Tune's checkpoints; both stacks) and
+# ``save_to_path`` (new stack, called directly or by ``save_checkpoint``).
+FINAL_IMAGE_METHODS = ("cleanup", "save_checkpoint", "save_to_path")
+
+
+def _write_final_images_on_stop_and_save(algorithm: Any, callbacks: SaliencyCallbacks) -> None:
+    """Wrap the algorithm's own stop and save methods so that they first write the last
+    computation's images. RLlib's callbacks have no stop or save hook (``on_checkpoint_loaded``
+    is for restoring), so the wrappers go on this algorithm instance (not its class). They
+    call the original method whatever happens to the images."""
+    for name in FINAL_IMAGE_METHODS:
+        original = getattr(algorithm, name, None)
+        if original is None or getattr(original, "_rllib_saliency_final_images", False):
+            continue
+
+        def wrapper(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            try:
+                callbacks.write_final_images(algorithm)
+            except Exception as error:  # noqa: BLE001 - stopping and saving must go on
+                logger.exception("rllib_saliency: final images failed: %s", error)
+            return _original(*args, **kwargs)
+
+        functools.update_wrapper(wrapper, original)
+        wrapper._rllib_saliency_final_images = True  # type: ignore[attr-defined]
+        setattr(algorithm, name, wrapper)
+
+
 class SaliencyCallbacks(RLlibCallback):
     """Logs input attributions of every TF policy (old API stack) or torch RLModule (new API stack)
     to TensorBoard during training.
@@ -199,6 +227,19 @@ class SaliencyCallbacks(RLlibCallback):
         return [self.settings.seed, self._computations]
 
     # ----- driver side -----------------------------------------------------------------
+
+    def on_algorithm_init(self, *, algorithm: Any = None, **kwargs: Any) -> None:
+        """Write the last computation's images when training stops or is saved (see
+        :func:`_write_final_images_on_stop_and_save`)."""
+        try:
+            _write_final_images_on_stop_and_save(algorithm, self)
+        except Exception as error:  # noqa: BLE001 - never breaks training
+            logger.exception("rllib_saliency: cannot hook the algorithm's stop and save: %s", error)
+
+    def write_final_images(self, algorithm: Any) -> None:
+        """The last computation's images, if the ``image_every`` cadence left them out."""
+        if self._reporter is not None:
+            self._reporter.write_final_images(algorithm)
 
     def on_train_result(self, *, algorithm: Any = None, result: dict | None = None, **kwargs: Any) -> None:
         from rllib_saliency.stacks import stack_of

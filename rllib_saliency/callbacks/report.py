@@ -72,6 +72,9 @@ class Reporter:
         self._skipped: dict[str, int] = {}
         # Spaces that name a model's features better than its own (see stacks/new.py).
         self._layout_spaces: dict[str, Any] = {}
+        # The last computation's summaries while its images are not written yet (images come
+        # every ``image_every``-th computation): written when training stops or is saved.
+        self._unimaged: tuple[Any, ...] | None = None
 
     def on_train_result(self, algorithm: Any, result: dict, collect: Callable[[], list[dict]]) -> None:
         """One computation, if due: ``collect`` asks the stack for its workers' reports."""
@@ -202,7 +205,10 @@ class Reporter:
         names: dict[tuple, list[str]],
         shares: dict[tuple, dict[str, float]],
         step: int,
+        images_only: bool = False,
     ) -> None:
+        """One computation's events; ``images_only``: just its images, for a computation that was
+        written without them (see :meth:`write_final_images`)."""
         if not merged:
             return
         writer = self._get_writer(algorithm)
@@ -213,7 +219,8 @@ class Reporter:
         if not self._config_written:
             writer.text(f"{RESULT_KEY}/config", self._config_markdown(), step)
             self._config_written = True
-        images_due = self._computations_done() % self.settings.image_every == 0
+        images_due = images_only or self._computations_done() % self.settings.image_every == 0
+        self._unimaged = None if images_due else (merged, names, shares, step)
         for summary in merged:
             feature_names = names[summary.key]
             prefix = f"{RESULT_KEY}/{summary.policy_id}/{summary.target}/{summary.method}"
@@ -222,11 +229,12 @@ class Reporter:
             )
             scalars.update({f"{prefix}/share/{key}": v for key, v in shares[summary.key].items()})
             scalars.update({f"{RESULT_KEY}/{tag}": v for tag, v in self._trust_tags(summary).items()})
-            writer.scalars(scalars, step)
-            writer.histogram(
-                f"{prefix}/distribution", summary.histogram_values, summary.histogram_weights, step
-            )
-            self._history.add(prefix, step, [float(v) for v in summary.mean_abs])
+            if not images_only:
+                writer.scalars(scalars, step)
+                writer.histogram(
+                    f"{prefix}/distribution", summary.histogram_values, summary.histogram_weights, step
+                )
+                self._history.add(prefix, step, [float(v) for v in summary.mean_abs])
             history = self._history[prefix]
             if images_due:
                 title = f"{summary.policy_id} / {summary.target} / {summary.method}"
@@ -249,6 +257,19 @@ class Reporter:
                     step,
                 )
         writer.flush()
+
+    def write_final_images(self, algorithm: Any) -> bool:
+        """Write the last computation's images if its turn for images had not come (training
+        stops or is saved: the final state is always visible). True if it wrote any; never raises."""
+        if self._unimaged is None:
+            return False
+        try:
+            self._write(algorithm, *self._unimaged, images_only=True)
+            return True
+        except Exception as error:  # noqa: BLE001 - a logging failure never breaks training
+            self._unimaged = None
+            self.errors.exception("final images", error)
+            return False
 
     def _maximize_activations(self, algorithm: Any, reports: list[dict], result: dict, step: int) -> None:
         """Activation maximization per policy and action, from sampled observations (driver side)."""
