@@ -238,22 +238,35 @@ class Reporter:
             history = self._history[prefix]
             if images_due:
                 title = f"{summary.policy_id} / {summary.target} / {summary.method}"
+                # The options that change the picture, and what the target is, on the chart.
+                options = self.settings.method_options.get(summary.method)
+                image_obs = summary.map_values is not None or bool(summary.component_maps)
+                subtitle = render.chart_subtitle(summary.method, options, summary.target, image_obs)
                 if summary.map_values is not None:  # image observations: heatmaps over frames
                     importance = render.saliency_grid(
-                        summary.map_observations, summary.map_values, title, self.settings.frame_maps
+                        summary.map_observations,
+                        summary.map_values,
+                        title,
+                        self.settings.frame_maps,
+                        subtitle=subtitle,
                     )
                 else:
-                    importance = render.importance_chart(summary.mean_abs, feature_names, title)
+                    importance = render.importance_chart(summary.mean_abs, feature_names, title, subtitle)
                 writer.image(f"{prefix}/importance", *importance, step)
                 for name, (observations, maps) in summary.component_maps.items():
                     # An image inside a Dict/Tuple observation: its own heatmap grid.
                     grid = render.saliency_grid(
-                        observations, maps, f"{title} / {name}", self.settings.frame_maps
+                        observations, maps, f"{title} / {name}", self.settings.frame_maps, subtitle=subtitle
                     )
                     writer.image(f"{prefix}/importance/{name}", *grid, step)
+                evolution_subtitle = render.chart_subtitle(
+                    summary.method, options, summary.target, image_obs, evolution=True
+                )
                 writer.image(
                     f"{prefix}/evolution",
-                    *render.evolution_heatmap(history.values, history.steps, feature_names, title),
+                    *render.evolution_heatmap(
+                        history.values, history.steps, feature_names, title, evolution_subtitle
+                    ),
                     step,
                 )
         writer.flush()
@@ -301,9 +314,12 @@ class Reporter:
                         continue
                     writer.scalars({f"{RESULT_KEY}/{tag}/value": value}, step)
                     best = found.inputs[found.best]
-                    title = f"{policy_id}: input maximising {target} ({value:.3g})"
+                    title = f"{policy_id}: input maximising {target}"
+                    subtitle = f"{render.target_caption(target)}; reached {value:.3g}"
                     if best.ndim == 3:
-                        image = render.activation_images(best, found.mean, found.low, found.high, title)
+                        image = render.activation_images(
+                            best, found.mean, found.low, found.high, title, subtitle
+                        )
                     else:
                         names = (
                             feature_names
@@ -311,7 +327,7 @@ class Reporter:
                             else [f"f{i}" for i in range(best.size)]
                         )
                         flat = [np.asarray(v).reshape(-1) for v in (best, found.mean, found.low, found.high)]
-                        image = render.activation_chart(*flat, names, title)
+                        image = render.activation_chart(*flat, names, title, subtitle)
                     writer.image(f"{RESULT_KEY}/{tag}/input", *image, step)
                 except Exception as error:  # noqa: BLE001 - never breaks training
                     self.errors.exception(f"activation maximization {policy_id}/{target}", error)
@@ -350,5 +366,20 @@ class Reporter:
             )
 
     def _config_markdown(self) -> str:
+        from rllib_saliency import render
+        from rllib_saliency.methods import METHODS
+        from rllib_saliency.methods.base import fill_defaults
+
         rows = "\n".join(f"| {k} | `{v!r}` |" for k, v in asdict(self.settings).items())
-        return f"rllib-saliency settings\n\n| option | value |\n|---|---|\n{rows}"
+        # Every method's options with the defaults filled in: what the pictures were made with.
+        methods = "\n".join(
+            f"| {m} | `{fill_defaults(METHODS[m], self.settings.method_options.get(m, {}))!r}` |"
+            for m in self.settings.methods
+        )
+        targets = "\n".join(f"- {render.target_caption(t)}" for t in self.settings.targets)
+        return (
+            f"rllib-saliency settings\n\n| option | value |\n|---|---|\n{rows}\n\n"
+            f"Method options in effect (defaults filled in)\n\n| method | options |\n|---|---|\n{methods}\n\n"
+            f"Targets\n\n{targets}\n\nEvolution images: each column holds one computation's "
+            "shares of mean |attribution|, summing to 1."
+        )
