@@ -16,25 +16,32 @@ from rllib_saliency.trust import (
     completeness_error,
     deletion_auc,
     deletion_curve,
+    deletion_test,
     per_sample_rank_corr,
     randomization_rank_corr,
     rank_agreement,
 )
-from rllib_saliency.trust.deletion import _normalised_auc
+from rllib_saliency.trust.deletion import normalised_auc
 
 
 def test_deletion_by_gradient_x_input_is_optimal_on_a_linear_function():
+    from test_trust_bounds import analytic_attribution
+
     rng = np.random.default_rng(0)
     weights = rng.normal(size=5)
     x = rng.normal(size=(6, 5)).astype(np.float32)
+    change = x @ weights
+    assert (change > 0).any() and (change < 0).any()  # targets that fall and targets that rise
     fn = polynomial(weights, np.zeros(5))
     contribution = weights * x  # gradient × input, the exact per-feature contribution
     unit_of = np.arange(5)
-    ours = _normalised_auc(deletion_curve(fn, x, np.argsort(-contribution, axis=1), np.zeros(5), 5, unit_of))
+    backend = PolynomialBackend(weights, np.zeros(5))
+    ours = deletion_test(None, analytic_attribution(contribution, x), steps=5, backend=backend).by_map
+    assert np.all((ours >= 0) & (ours <= 1))
     # Brute force over every order: none has a lower AUC for any sample.
     for order in itertools.permutations(range(5)):
         orders = np.tile(order, (6, 1))
-        other = _normalised_auc(deletion_curve(fn, x, orders, np.zeros(5), 5, unit_of))
+        other = normalised_auc(deletion_curve(fn, x, orders, np.zeros(5), 5, unit_of))
         assert np.all(ours <= other + 1e-6)
 
 
@@ -100,6 +107,9 @@ def test_deletion_on_a_trained_policy_beats_random_order(trained):
     by_map, by_chance = deletion_auc(policy, attribution)
     assert np.nanmean(by_map) < np.nanmean(by_chance)
     assert by_map.shape == (64,)
+    result = deletion_test(policy, attribution)
+    np.testing.assert_array_equal(result.by_map, by_map)
+    assert 0 <= result.score() < result.score("by_chance") <= 1
 
 
 def test_agreement_between_methods(trained):

@@ -20,7 +20,7 @@ from rllib_saliency.callbacks.settings import SaliencySettings
 from rllib_saliency.engine import explain
 from rllib_saliency.summaries import AttributionSummary, feature_layout, summarize
 from rllib_saliency.targets import action_targets
-from rllib_saliency.trust import deletion_auc, randomization_rank_corr, rank_agreement
+from rllib_saliency.trust import deletion_test, randomization_rank_corr, rank_agreement
 from rllib_saliency.trust.completeness import completeness_sums
 
 
@@ -62,9 +62,10 @@ def _trust_sums(model: Any, attribution: Any, settings: SaliencySettings) -> dic
     if "completeness" in metrics and attribution.delta is not None:
         sums["completeness_error"] = completeness_sums(attribution)
     if "deletion" in metrics:
-        by_map, by_chance = deletion_auc(model, attribution, seed=settings.seed)
-        sums["deletion_auc"] = mean_sums(by_map)
-        sums["deletion_auc_random"] = mean_sums(by_chance)
+        # Span-weighted, so a sample whose target barely moves barely counts.
+        deletion = deletion_test(model, attribution, seed=settings.seed)
+        sums["deletion_auc"] = deletion.sums("by_map")
+        sums["deletion_auc_random"] = deletion.sums("by_chance")
     if "randomization" in metrics:
         corr = randomization_rank_corr(model, attribution, seed=settings.seed)
         sums["randomization_rank_corr"] = mean_sums(corr)

@@ -81,7 +81,10 @@ def randomized_backend(policy: Any, seed: int = 0) -> Backend:
 
 
 def randomization_rank_corr(policy: Any, attribution: Attribution, *, seed: int = 0) -> np.ndarray:
-    """Per-sample rank correlation between the map and the same map on a randomised model, ``(N,)``."""
+    """Per-sample rank correlation between the map and the same map on a randomised model, ``(N,)``.
+
+    In [−1, 1]; NaN where either map is constant over the sample's features or a row is
+    not finite (see :mod:`rllib_saliency.trust.ranks`)."""
     if attribution.finite is None or attribution.resolved is None:
         raise ValueError("randomization_rank_corr needs an Attribution returned by explain().")
     # Same observations, same per-sample choices (e.g. the trained model's greedy

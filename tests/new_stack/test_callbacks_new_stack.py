@@ -70,9 +70,11 @@ def test_every_documented_tag_at_every_step(ray_cluster, tmp_path, num_env_runne
             trust = f"saliency/default_policy/{target}"
             completeness = scalars(events, f"{trust}/integrated_gradients/trust/completeness_error")
             assert sorted(completeness) == steps and max(completeness.values()) < 0.01
+            assert min(completeness.values()) >= 0  # documented range [0, 2]
             for method in METHODS:
                 for metric in ("deletion_auc", "deletion_auc_random"):
-                    assert sorted(scalars(events, f"{trust}/{method}/trust/{metric}")) == steps
+                    deletion = scalars(events, f"{trust}/{method}/trust/{metric}")
+                    assert sorted(deletion) == steps and all(0 <= v <= 1 for v in deletion.values())
             agreement = scalars(events, f"{trust}/agreement/gradient__integrated_gradients")
             assert sorted(agreement) == steps and all(-1 <= v <= 1 for v in agreement.values())
         assert "saliency/config" in events.Tags()["tensors"]
