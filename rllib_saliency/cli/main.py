@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from rllib_saliency.cli import explain, maximize
+from rllib_saliency.cli import explain, maximize, movie
 from rllib_saliency.cli.arguments import DEFAULT_EPISODES
 from rllib_saliency.cli.checkpoint import (
     build_algorithm,
@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     explain.add_parser(commands)
     maximize.add_parser(commands)
+    movie.add_parser(commands)
     return parser
 
 
