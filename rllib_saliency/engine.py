@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,13 +109,6 @@ def _check_states(policy: Any, state: Any, n: int) -> tuple[np.ndarray, ...]:
     return tuple(a.astype(i.dtype) for a, i in zip(arrays, layout.inputs, strict=True))
 
 
-def _batch_context(obs: np.ndarray, seed: int) -> BatchContext:
-    if len(obs):
-        return BatchContext(obs.min(axis=0), obs.max(axis=0), obs.mean(axis=0), np.random.default_rng(seed))
-    zeros = np.zeros(obs.shape[1:], np.float32)
-    return BatchContext(zeros, zeros, zeros, np.random.default_rng(seed))
-
-
 def explain(
     policy: Any,
     obs: Any,
@@ -207,7 +199,6 @@ def _explain(
     # statistics), so they cannot poison the others; their results are NaN.
     finite = np.all(np.isfinite(observations.reshape(n, -1)), axis=1)
     rows = observations[finite]
-    context = _batch_context(rows, options.get("seed", 0))
 
     backend.sync_weights()
     if actions is not None:
@@ -236,9 +227,7 @@ def _explain(
         inputs = rows[chunk]
         fn = TargetFunction(backend, resolved.take(chunk), origin=inputs)
         # Seeding per chunk keeps results independent of earlier calls.
-        chunk_context = dataclasses.replace(
-            context, rng=np.random.default_rng([options.get("seed", 0), start])
-        )
+        chunk_context = BatchContext(rows, (options.get("seed", 0), start))
         result = attribution_method.attribute(fn, inputs, chunk_context, **options)
         index = finite_index[chunk]
         values[index] = result.values

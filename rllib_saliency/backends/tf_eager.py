@@ -93,7 +93,9 @@ class TFEagerBackend:
         self._state_specs = tuple(
             tf.TensorSpec((None, *i.shape), tf.as_dtype(i.dtype)) for i in self._layout.inputs
         )
-        self._forward = tf.function(self._forward_impl, input_signature=[self._obs_spec, self._state_specs])
+        # Concrete functions, each traced once on first use: calling one skips tf.function's
+        # per-call signature matching, which cost about as much as the model itself at N=64.
+        self._forward: Callable | None = None
         self._functions: dict[tuple[str, bool], Callable] = {}
         if model is None:
             _warn_untracked_variables(policy.model, policy_id)
@@ -136,13 +138,17 @@ class TFEagerBackend:
 
             self._functions[key] = tf.function(
                 evaluate, input_signature=[self._obs_spec, self._selection_specs[kind], self._state_specs]
-            )
+            ).get_concrete_function()
         return self._functions[key]
 
     def sync_weights(self) -> None:
         """Nothing to do: the policy's own model (and its current weights) is used."""
 
     def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
+        if self._forward is None:
+            self._forward = tf.function(
+                self._forward_impl, input_signature=[self._obs_spec, self._state_specs]
+            ).get_concrete_function()
         dist_inputs, greedy, state_outs = self._forward(
             tf.convert_to_tensor(obs, tf.float32), self._check_states(states)
         )
@@ -158,8 +164,11 @@ class TFEagerBackend:
         else:
             selection = np.zeros(len(obs), np.int32)
         try:
-            values, gradient = self._function(target.kind, with_gradient)(
-                tf.convert_to_tensor(obs, tf.float32), selection, self._check_states(target.states)
+            function = self._function(target.kind, with_gradient)
+            values, gradient = function(
+                tf.convert_to_tensor(obs, tf.float32),
+                tf.convert_to_tensor(selection, self._selection_specs[target.kind].dtype),
+                self._check_states(target.states),
             )
         except (NotImplementedError, AttributeError) as error:
             if target.kind == "value":

@@ -11,10 +11,14 @@ creates no ops, and fed into the replica through placeholders.
 
 from __future__ import annotations
 
+import atexit
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2
 
 from rllib_saliency.backends._tf_targets import rebuild_model, target_tensor, value_function_error
 from rllib_saliency.backends.base import ModelOutputs, check_state_count
@@ -22,6 +26,39 @@ from rllib_saliency.recurrent import recurrent_layout
 from rllib_saliency.targets import ResolvedTarget
 
 tf1 = tf.compat.v1
+
+
+# Session callables release themselves in __del__, which fails with an "Exception
+# ignored" traceback when that runs during interpreter teardown; drop them at exit.
+_LIVE_BACKENDS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _release_callables() -> None:
+    for backend in list(_LIVE_BACKENDS):
+        backend.release_callables()
+
+
+def session_callable(
+    session: Any, feeds: list[tf.Tensor], fetches: list[tf.Tensor]
+) -> Callable[..., list[np.ndarray]]:
+    """A callable taking one array per feed and returning the fetches' values as a list.
+
+    ``Session.make_callable`` with feeds falls back to ``session.run`` on every call,
+    which re-analyses fetches and feeds each time; ``_make_callable_from_options`` is
+    what tf-keras' graph functions use instead (TF1 sessions are frozen API). It
+    adds no op to the session's graph.
+    """
+    options = config_pb2.CallableOptions()
+    options.feed.extend(t.name for t in feeds)
+    options.fetch.extend(t.name for t in fetches)
+    run = session._make_callable_from_options(options)  # noqa: SLF001
+    dtypes = [t.dtype.as_numpy_dtype for t in feeds]
+
+    def call(*arrays: np.ndarray) -> list[np.ndarray]:
+        return run(*(np.asarray(a, d) for a, d in zip(arrays, dtypes, strict=True)))
+
+    return call
 
 
 class TFGraphBackend:
@@ -35,6 +72,16 @@ class TFGraphBackend:
         self._targets: dict[str, tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]] = {}
         self._synced_weights: list[np.ndarray] | None = None
         self._fixed_weights = False
+        # Session callables, made once: a plain session.run() re-analyses its fetches and
+        # feeds on every call, and model.variables() walks the Keras layers each time;
+        # together they cost more than the model at N=64. Making a callable adds no op.
+        policy_session = policy.get_session()
+        self._read_policy_weights = session_callable(
+            # as_graph_element: the tensor session.run(variable) reads, no new op.
+            policy_session, [], [policy_session.graph.as_graph_element(v) for v in policy.model.variables()]
+        )
+        self._callables: dict[tuple[str, bool], Callable[..., list[np.ndarray]]] = {}
+        _LIVE_BACKENDS.add(self)
         with self._graph.as_default():
             self.obs = tf1.placeholder(tf.float32, (None, *policy.observation_space.shape), name="obs")
             # Recurrent models: one step per sample, from the state fed for that sample.
@@ -60,6 +107,16 @@ class TFGraphBackend:
                 *[v.assign(p) for v, p in zip(self._replica_variables, self._weight_inputs, strict=True)]
             )
             self._session.run(tf1.variables_initializer(self._replica_variables))
+        self._run_forward = session_callable(
+            self._session,
+            [self.obs, *self._state_inputs],
+            [self._dist_inputs, self._greedy_actions, *self._state_outs],
+        )
+
+    def release_callables(self) -> None:
+        """At interpreter exit: drop the session callables while TensorFlow can still release them."""
+        self._callables.clear()
+        self._read_policy_weights = self._run_forward = None  # type: ignore[assignment]
 
     def _check_replica_matches(self) -> None:
         ours = [tuple(v.shape.as_list()) for v in self._replica_variables]
@@ -90,7 +147,7 @@ class TFGraphBackend:
     def sync_weights(self) -> None:
         if self._fixed_weights:
             return
-        values = self._policy.get_session().run(self._policy.model.variables())
+        values = self._read_policy_weights()
         # Feeding weights costs more than comparing them: skip when unchanged.
         if self._synced_weights is not None and all(
             np.array_equal(a, b) for a, b in zip(values, self._synced_weights, strict=True)
@@ -99,14 +156,9 @@ class TFGraphBackend:
         self._session.run(self._assign, dict(zip(self._weight_inputs, values, strict=True)))
         self._synced_weights = values
 
-    def _feed(self, obs: np.ndarray, states: tuple[np.ndarray, ...]) -> dict:
-        check_state_count(self._policy_id, len(self._state_inputs), states)
-        return {self.obs: obs, **dict(zip(self._state_inputs, states, strict=True))}
-
     def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
-        dist_inputs, greedy, state_outs = self._session.run(
-            [self._dist_inputs, self._greedy_actions, self._state_outs], self._feed(obs, states)
-        )
+        check_state_count(self._policy_id, len(self._state_inputs), states)
+        dist_inputs, greedy, *state_outs = self._run_forward(obs, *states)
         return ModelOutputs(dist_inputs, greedy, tuple(state_outs))
 
     def _target(self, kind: str) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor | None]:
@@ -138,10 +190,21 @@ class TFGraphBackend:
     def evaluate(
         self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        values, gradient, selection = self._target(target.kind)
-        feed = self._feed(obs, target.states)
-        if selection is not None:
-            feed[selection] = target.columns if target.kind == "dist_input" else target.actions
-        if with_gradient:
-            return tuple(self._session.run([values, gradient], feed))
-        return self._session.run(values, feed), None
+        check_state_count(self._policy_id, len(self._state_inputs), target.states)
+        run = self._callable(target.kind, with_gradient)
+        feeds = [obs, *target.states]
+        if target.kind == "dist_input":
+            feeds.append(target.columns)
+        elif target.kind == "logp":
+            feeds.append(target.actions)
+        outputs = run(*feeds)
+        return outputs[0], (outputs[1] if with_gradient else None)
+
+    def _callable(self, kind: str, with_gradient: bool) -> Callable:
+        key = (kind, with_gradient)
+        if key not in self._callables:
+            values, gradient, selection = self._target(kind)
+            feeds = [self.obs, *self._state_inputs] + ([] if selection is None else [selection])
+            fetches = [values, gradient] if with_gradient else [values]
+            self._callables[key] = session_callable(self._session, feeds, fetches)
+        return self._callables[key]
