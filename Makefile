@@ -21,10 +21,17 @@ lint: $(STAMP)
 # One pytest process per framework: a process cannot build both graph-mode ("tf")
 # and eager ("tf2") RLlib algorithms. "tf"/"tf2" run the old-API-stack tests in
 # tests/, "torch" the new-API-stack tests in tests/new_stack/ (tests/conftest.py picks).
+# The three run side by side (each waits on Ray start-ups, subprocesses and servers much
+# of the time); each one's output is printed whole when it ends. TEST_JOBS=1: one by one.
+TEST_JOBS ?= 3
+FRAMEWORK_TESTS := test-tf test-tf2 test-torch
+.PHONY: $(FRAMEWORK_TESTS)
+
 test: lint
-	RLLIB_SALIENCY_TEST_FRAMEWORK=tf $(PY) -m pytest tests -q
-	RLLIB_SALIENCY_TEST_FRAMEWORK=tf2 $(PY) -m pytest tests -q
-	RLLIB_SALIENCY_TEST_FRAMEWORK=torch $(PY) -m pytest tests -q
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(FRAMEWORK_TESTS)
+
+$(FRAMEWORK_TESTS): $(STAMP)
+	RLLIB_SALIENCY_TEST_FRAMEWORK=$(@:test-%=%) $(PY) -m pytest tests -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
