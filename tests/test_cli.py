@@ -22,12 +22,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import ray.cloudpickle
+from cli_output import check_time_and_view
 from conftest import ATTENTION_MODEL, FRAMEWORK, ppo_config, rollout_observations
 from PIL import Image
 from ray.rllib.policy.sample_batch import SampleBatch
 from tb_events import decode_png, load, scalars
 
-from rllib_saliency import explain, maximize_activation
+from rllib_saliency import SaliencyCallbacks, explain, maximize_activation
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +36,7 @@ CONSOLE_SCRIPT = str(Path(sys.executable).with_name("rllib-saliency"))
 CLI = [sys.executable, "-m", "rllib_saliency.cli"]
 PARALLEL = 3  # CLI processes at once (each mostly waits on imports and Ray start-up)
 CUSTOM_MODULE = "rllib_saliency_cli_test_registry"
+CUSTOM_FEATURES = ["sign", "noise_a", "noise_b"]
 CUSTOM_SOURCE = textwrap.dedent(
     '''
     """Registers a tiny env and a custom model, as a user's module would."""
@@ -157,14 +159,25 @@ def setup(trained, tmp_path_factory):
         registry = __import__(CUSTOM_MODULE)
     finally:
         sys.path.remove(str(module_dir))
+    # Trained with SaliencyCallbacks naming its features: the CLI reads the names from the checkpoint.
     custom = (
         ppo_config(registry.ENV)
         .training(model={"custom_model": registry.MODEL, "fcnet_hiddens": [16]})
+        .callbacks(
+            SaliencyCallbacks.configure(
+                methods=("gradient",),
+                targets=("action",),
+                feature_names=CUSTOM_FEATURES,
+                logdir=str(root / "custom_training"),
+            )
+        )
         .build_algo()
     )
     custom.train()
     custom_checkpoint = str(root / "custom_algorithm")
     custom.save(custom_checkpoint)
+    custom_policy_checkpoint = str(root / "custom_policy")
+    custom.get_policy().export_checkpoint(custom_policy_checkpoint)
     np.save(root / "custom_obs.npy", np.random.default_rng(0).uniform(-1, 1, (20, 3)).astype(np.float32))
 
     # An image policy (conv net: 8x8 -> 4x4x4 -> 1x1x8) in the user's image env.
@@ -368,6 +381,8 @@ def setup(trained, tmp_path_factory):
             "algorithm": algorithm_checkpoint,
             "policy": policy_checkpoint,
             "torch": str(torch_checkpoint),
+            "custom": custom_checkpoint,
+            "custom_policy": custom_policy_checkpoint,
             "new_stack": str(new_stack),
             "not_a_checkpoint": str(not_a_checkpoint),
         },
@@ -397,6 +412,9 @@ def test_explain_algorithm_checkpoint_writes_events_pngs_and_npz(setup):
     assert str(npz_path) in result.stdout and str(png_path) in result.stdout
     assert "time:" in result.stdout and "per observation" in result.stdout
     assert "rollout" in result.stderr and "episode" in result.stderr and "Traceback" not in result.stderr
+    # Every phase is named (Python's start-up and Ray's included) and they add up to the total.
+    phases = ["start-up", "RLlib import", "checkpoint", "Ray start", "load", "rollout", "attribution"]
+    check_time_and_view(result.stdout, str(directory), [*phases, "writing", "Ray stop"])
 
     data = np.load(npz_path)
     obs, actions, values = data["observations"], data["actions"], data["attributions"]
@@ -483,8 +501,14 @@ def test_custom_env_and_model_need_import(setup):
         assert "Traceback" not in result.stderr
     result = results["custom_with_import"]
     assert result.returncode == 0, describe(result)
+    check_time_and_view(result.stdout, str(setup["out"] / "custom"), ["--import", "rollout"])
     data = np.load(setup["out"] / "custom" / "attributions_default_policy_action_gradient.npz")
     assert data["observations"].shape == (12, 3)
+    # The feature names training was configured with, read from the checkpoint.
+    assert list(data["feature_names"]) == CUSTOM_FEATURES
+    events = load(str(setup["out"] / "custom"))
+    for name in CUSTOM_FEATURES:
+        assert f"saliency/default_policy/action/gradient/mean_abs/{name}" in events.Tags()["scalars"]
     reference = explain(setup["custom_policy"], data["observations"], "gradient", "action")
     np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-7)
 
@@ -656,3 +680,31 @@ def test_help_of_the_console_script_and_each_command(setup, capsys):
         for option in options:
             assert option in text, (option, text)
         assert "custom environments, models and callbacks registered or defined there are found" in text
+
+
+def test_feature_names_from_the_training_callbacks_settings(setup):
+    """Algorithm and policy checkpoints keep SaliencyCallbacks' settings in their config; the CLI
+    names features from them (--feature-names overrides; names that do not fit are ignored)."""
+    from rllib_saliency.cli.checkpoint import inspect_checkpoint
+    from rllib_saliency.cli.common import feature_names_arg
+
+    checkpoints = setup["checkpoints"]
+    for name in ("custom", "custom_policy"):
+        assert inspect_checkpoint(checkpoints[name], None).feature_names == CUSTOM_FEATURES, name
+    # Trained without our callbacks: no names.
+    assert inspect_checkpoint(checkpoints["algorithm"], None).feature_names is None
+    layout = ["f0", "f1", "f2"]
+    assert feature_names_arg(None, layout, 3, CUSTOM_FEATURES) == CUSTOM_FEATURES
+    assert feature_names_arg("x,y,z", layout, 3, CUSTOM_FEATURES) == ["x", "y", "z"]
+    assert feature_names_arg(None, ["f0", "f1"], 2, CUSTOM_FEATURES) == ["f0", "f1"]
+
+
+def test_feature_names_per_policy_and_among_several_callbacks():
+    from rllib_saliency.cli.checkpoint import saved_feature_names
+
+    per_policy = SaliencyCallbacks.configure(feature_names={"p1": ["a", "b"]})
+    # The new stack takes a list of callback classes; the old stack's policy config says "callbacks".
+    assert saved_feature_names({"callbacks_class": [object, per_policy]}, "p1") == ["a", "b"]
+    assert saved_feature_names({"callbacks": per_policy}, "p2") is None
+    assert saved_feature_names({"callbacks_class": SaliencyCallbacks}, "p1") is None
+    assert saved_feature_names({}, "p1") is None

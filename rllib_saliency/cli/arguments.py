@@ -52,7 +52,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, needs_data: bool) -> N
     parser.add_argument(
         "--feature-names",
         metavar="A,B,...",
-        help="comma-separated names of the observation features (default f0, f1, ... or Dict key paths)",
+        help="comma-separated names of the observation features (default: the feature_names the "
+        "checkpoint's SaliencyCallbacks were configured with, else f0, f1, ... or Dict key paths)",
     )
     parser.add_argument(
         "--step",

@@ -96,6 +96,49 @@ class Checkpoint:
     action_space: Any = None
     # "old": TF policies (Policy API); "new": torch RLModules (RLModule/Learner, connectors).
     stack: str = "old"
+    # The policy's feature names as the training callback had them (SaliencyCallbacks.configure's
+    # feature_names, kept in the saved config), if any.
+    feature_names: list[str] | None = None
+
+
+# Config keys that hold the callbacks class: AlgorithmConfig.get_state() (new stack, and the old
+# stack's algorithm state) and a policy's config dict (old stack).
+CALLBACK_KEYS = ("callbacks_class", "callbacks")
+
+
+def saved_feature_names(config: dict[str, Any], policy_id: str) -> list[str] | None:
+    """Feature names of a policy from the training callback's settings in a saved config.
+
+    ``SaliencyCallbacks.configure(...)`` returns ``functools.partial(SaliencyCallbacks,
+    settings=...)``, which RLlib pickles with the config; the new stack also takes a list
+    of callback classes. Names are one list for every policy or ``{policy_id: [...]}``.
+    """
+    import functools
+    import sys
+
+    # Unpickling a config that holds our callbacks imported them; otherwise there is nothing to
+    # find (and importing them would import RLlib's callbacks for nothing).
+    callbacks_module = sys.modules.get("rllib_saliency.callbacks")
+    if callbacks_module is None:
+        return None
+    SaliencyCallbacks = callbacks_module.SaliencyCallbacks  # noqa: N806
+    SaliencySettings = callbacks_module.SaliencySettings  # noqa: N806
+    for key in CALLBACK_KEYS:
+        value = config.get(key)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if not (
+                isinstance(item, functools.partial)
+                and isinstance(item.func, type)
+                and issubclass(item.func, SaliencyCallbacks)
+            ):
+                continue
+            settings = item.keywords.get("settings")
+            names = settings.feature_names if isinstance(settings, SaliencySettings) else None
+            if isinstance(names, dict):
+                names = names.get(policy_id)
+            if names is not None:
+                return [str(name) for name in names]
+    return None
 
 
 def _spec_spaces(policy_state: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +207,7 @@ def inspect_checkpoint(path: str, policy_id: str | None) -> Checkpoint:
     ):
         from rllib_saliency.cli.new_stack import inspect_new_stack_checkpoint
 
-        return inspect_new_stack_checkpoint(path, policy_id, declared)
+        return _with_feature_names(inspect_new_stack_checkpoint(path, policy_id, declared))
     if not any(
         name in ("rllib_checkpoint.json", "algorithm_state.pkl", "policy_state.pkl")
         or re.fullmatch(r"checkpoint-\d+", name)
@@ -187,8 +230,13 @@ def inspect_checkpoint(path: str, policy_id: str | None) -> Checkpoint:
             "cloudpickle format (algo.save() without msgpack)."
         )
     if info["type"] == "Policy":
-        return _inspect_policy_checkpoint(path, policy_id, info)
-    return _inspect_algorithm_checkpoint(path, policy_id, info)
+        return _with_feature_names(_inspect_policy_checkpoint(path, policy_id, info))
+    return _with_feature_names(_inspect_algorithm_checkpoint(path, policy_id, info))
+
+
+def _with_feature_names(checkpoint: Checkpoint) -> Checkpoint:
+    checkpoint.feature_names = saved_feature_names(checkpoint.config, checkpoint.policy_id)
+    return checkpoint
 
 
 def _check_framework(path: str, config: dict[str, Any]) -> str:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import shlex
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +33,50 @@ class Context:
     timings: dict[str, float]
     step: int
     notes: list[str] = field(default_factory=list)
+
+
+def process_age() -> float | None:
+    """Seconds since this process started (Python's start-up and the imports before ``main()``
+    included), from Linux's /proc; None where that cannot be read."""
+    try:
+        with open("/proc/self/stat") as file:
+            # Fields after the command name in parentheses start at field 3; starttime is field 22.
+            start_ticks = int(file.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as file:
+            uptime = float(file.read().split()[0])
+        return max(0.0, uptime - start_ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def stopwatch(timings: dict[str, float]) -> Callable[[str], None]:
+    """``lap(name)`` adds the seconds since the previous lap (the first: since this call) to
+    ``timings[name]``: consecutive phases that add up to the time measured."""
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + now - mark
+        mark = now
+
+    return lap
+
+
+def seconds_total(timings: dict[str, Any]) -> float:
+    """The sum of the timed phases (``timings`` also holds text, e.g. ``cost``)."""
+    return sum(v for v in timings.values() if isinstance(v, (int, float)))
+
+
+def tensorboard_command(run_dir: str) -> str:
+    """The command that shows ``run_dir`` in TensorBoard: the installed ``tensorboard`` beside this
+    Python (an absolute path, if there), ``--logdir`` the absolute folder above ``run_dir`` so
+    the run is listed under its own name (pointing at the run dir itself names it ".")."""
+    executable = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "tensorboard")
+    if not os.path.isfile(executable):
+        executable = "tensorboard"
+    logdir = os.path.dirname(os.path.abspath(run_dir))
+    return f"{shlex.quote(executable)} --logdir {shlex.quote(logdir)}"
 
 
 def progress(args: argparse.Namespace, **kwargs: Any) -> Any:
@@ -64,9 +112,13 @@ def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
 
 
-def feature_names_arg(arg: str | None, layout_names: list[str], size: int) -> list[str]:
+def feature_names_arg(
+    arg: str | None, layout_names: list[str], size: int, saved: list[str] | None = None
+) -> list[str]:
+    """``--feature-names``, else the names training used (``saved``, from the checkpoint's
+    callback settings, if they fit), else the observation layout's names."""
     if arg is None:
-        return layout_names
+        return list(saved) if saved is not None and len(saved) == size else layout_names
     names = [n.strip() for n in arg.split(",")]
     if len(names) != size:
         raise CLIError(

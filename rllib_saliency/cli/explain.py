@@ -149,7 +149,9 @@ def run_explain(context: Context) -> list[str]:
     rng = np.random.default_rng(args.seed)
     max_images = args.max_images if len(obs_shape) == 3 else 0
     (summary,) = merge([summarize(attribution, pid, rng, layout.parts, max_images)], max_images)
-    names = feature_names_arg(args.feature_names, layout.names, len(summary.mean_abs))
+    names = feature_names_arg(
+        args.feature_names, layout.names, len(summary.mean_abs), context.checkpoint.feature_names
+    )
     shares: dict[str, float] = {}
     total = float(summary.mean_abs.sum())
     if layout.top_keys is not None and total > 0:

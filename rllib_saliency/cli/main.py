@@ -7,7 +7,6 @@ import importlib
 import logging
 import os
 import sys
-import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,7 +22,14 @@ from rllib_saliency.cli.checkpoint import (
     inspect_checkpoint,
     load_policy,
 )
-from rllib_saliency.cli.common import Context, progress
+from rllib_saliency.cli.common import (
+    Context,
+    process_age,
+    progress,
+    seconds_total,
+    stopwatch,
+    tensorboard_command,
+)
 from rllib_saliency.cli.errors import PROG, CLIError
 from rllib_saliency.cli.new_stack import check_rollout, load_module
 from rllib_saliency.cli.new_stack_rollout import rollout_new_stack
@@ -53,11 +59,21 @@ def _import_modules(modules: Sequence[str]) -> None:
 
 
 def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], needs_data: bool) -> int:
-    started = time.perf_counter()
+    # Every phase is timed, one after the other, so the phases add up to the total: Python's
+    # start-up and the CLI's imports (before this function), RLlib's import, the user's --import
+    # modules, reading the checkpoint, Ray's start-up, loading, rolling out, the command's own
+    # work, writing its files, and stopping Ray.
+    timings: dict[str, float] = {"start-up": process_age() or 0.0}
+    lap = stopwatch(timings)
     if not args.verbose:
         # RLlib's warnings (deprecations, "install gputil") are noise for this command.
         logging.getLogger("ray").setLevel(logging.ERROR)
     _import_modules(args.imports)
+    if args.imports:
+        lap("--import")
+    import ray.rllib  # noqa: F401 - seconds on its own; reading any checkpoint needs it
+
+    lap("RLlib import")
     checkpoint = inspect_checkpoint(args.checkpoint, args.policy)
     obs_file = load_obs_file(args.obs) if args.obs else None
     episodes = DEFAULT_EPISODES if args.episodes is None else args.episodes
@@ -95,6 +111,7 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
         # and so is torch's notice that a CUDA build found no GPU.
         logging.getLogger("ray").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", message="CUDA initialization")
+    lap("checkpoint")
     if not new_stack:  # new-API-stack modules and connectors load without Ray
         ray.init(
             address="local",
@@ -103,10 +120,9 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
             log_to_driver=False,
             logging_level=logging.INFO if args.verbose else logging.ERROR,
         )
+        lap("Ray start")
     algorithm = None
     try:
-        timings: dict[str, float] = {}
-        load_started = time.perf_counter()
         observations = actions = episode_ids = None
         states: tuple[np.ndarray, ...] = ()
         if new_stack:
@@ -116,13 +132,12 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
             policy = algorithm.get_policy(checkpoint.policy_id)
         else:
             policy = load_policy(checkpoint)
-        timings["load"] = time.perf_counter() - load_started
+        lap("load")
         if obs_file is not None:
             shape = tuple(policy.observation_space.shape)
             observations = check_obs_shape(obs_file, shape, checkpoint.policy_id, f"--obs {args.obs}")
             source = f"{len(observations)} observations from {args.obs}"
         elif rollout:
-            rollout_started = time.perf_counter()
             with progress(args, total=episodes, desc="rollout", unit="episode") as bar:
                 if new_stack:
                     rollouts = rollout_new_stack(checkpoint, policy, episodes, args.seed, bar)
@@ -130,7 +145,7 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
                     rollouts = rollout_algorithm(algorithm, checkpoint.policy_id, episodes, bar)
                 else:
                     rollouts = rollout_policy(policy, checkpoint.config, episodes, args.seed, bar)
-            timings["rollout"] = time.perf_counter() - rollout_started
+            lap("rollout")
             observations, actions, episode_ids = rollouts.observations, rollouts.actions, rollouts.episode_ids
             states = rollouts.states
             source = f"{len(observations)} observations from {episodes} greedy episode(s)"
@@ -148,13 +163,21 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
             timings=timings,
             step=args.step if args.step is not None else checkpoint.step,
         )
+        before = seconds_total(timings)
+        lap("compute")  # the moments since the last phase
         written = compute(context)
+        # The command times its own work (e.g. "attribution"); the rest of it is writing its files.
+        by_command = seconds_total(timings) - before - timings["compute"]
+        lap("compute")
+        timings["writing"] = timings.pop("compute") - by_command
     finally:
         if algorithm is not None:
             algorithm.stop()
         if not new_stack:
             ray.shutdown()
-    timings["total"] = time.perf_counter() - started
+    if not new_stack:
+        lap("Ray stop")
+    timings["total"] = seconds_total(timings)
     _print_summary(context, written, timings)
     return 0
 
@@ -171,7 +194,7 @@ def _print_summary(context: Context, written: list[str], timings: dict[str, floa
     print(f"time: {timings['total']:.2f} s total ({', '.join(parts)})")
     if "cost" in timings:
         print(f"cost: {timings['cost']}")
-    print(f"view: tensorboard --logdir {context.args.out}")
+    print(f"view: {tensorboard_command(context.args.out)}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -97,7 +97,10 @@ def run_maximize(context: Context) -> list[str]:
     title = f"{pid} / {args.target}: activation maximization (best of {len(result.inputs)})"
     if len(obs_shape) == 1:
         names = feature_names_arg(
-            args.feature_names, feature_layout(policy.observation_space).names, obs_shape[0]
+            args.feature_names,
+            feature_layout(policy.observation_space).names,
+            obs_shape[0],
+            context.checkpoint.feature_names,
         )
         picture = render.activation_chart(
             result.inputs[best], result.mean, result.low, result.high, names, title

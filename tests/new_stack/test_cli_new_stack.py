@@ -25,19 +25,21 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from cli_output import check_time_and_view
 from conftest import new_ppo_config
 from PIL import Image
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
 from tb_events import decode_png, load, scalars
 
-from rllib_saliency import explain, maximize_activation
+from rllib_saliency import SaliencyCallbacks, explain, maximize_activation
 
 pytestmark = pytest.mark.slow
 
 CLI = [sys.executable, "-m", "rllib_saliency.cli"]
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("rllib-saliency"))
 PARALLEL = 2  # CLI processes at once
+FEATURES = ["cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity"]
 MODULE_DIR = os.path.join("learner_group", "learner", "rl_module", "default_policy")
 
 
@@ -77,7 +79,15 @@ def setup(ray_cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_new_stack")
     checkpoints, steps = {}, {}
     configs = {
-        "cartpole": new_ppo_config("CartPole-v1"),
+        # Trained with SaliencyCallbacks naming its features: the CLI reads them from the checkpoint.
+        "cartpole": new_ppo_config("CartPole-v1").callbacks(
+            SaliencyCallbacks.configure(
+                methods=("gradient",),
+                targets=("action",),
+                feature_names=FEATURES,
+                logdir=str(root / "cartpole_training"),
+            )
+        ),
         "frozen": new_ppo_config("FrozenLake-v1").env_runners(
             env_to_module_connector=lambda env, spaces=None, device=None: FlattenObservations()
         ),
@@ -153,6 +163,17 @@ def setup(ray_cluster, tmp_path_factory):
             "--quiet",
         ],
         "bad_policy": ["explain", checkpoints["cartpole"], "--policy", "pol_9", "--out", str(out / "x")],
+        "names_override": [
+            "explain",
+            checkpoints["cartpole"],
+            "--obs",
+            str(root / "obs.npy"),
+            "--feature-names",
+            "w,x,y,z",
+            "--out",
+            str(out / "names_override"),
+            "--quiet",
+        ],
         "multi_obs": [
             "explain",
             checkpoints["multi"],
@@ -207,7 +228,13 @@ def test_explain_algorithm_checkpoint_rolls_out_and_matches_explain(setup):
     npz_path = directory / "attributions_default_policy_action_gradient.npz"
     assert str(npz_path) in result.stdout and "module 'default_policy'" in result.stdout
     assert "rollout" in result.stderr and "Traceback" not in result.stderr
+    # Every phase is named and they add up to the total; new-stack checkpoints load without Ray.
+    phases = ["start-up", "RLlib import", "checkpoint", "load", "rollout", "attribution", "writing"]
+    parts = check_time_and_view(result.stdout, str(directory), phases)
+    assert "Ray start" not in parts
     data = np.load(npz_path)
+    # The feature names training was configured with, read from the checkpoint.
+    assert list(data["feature_names"]) == FEATURES
     obs, actions, episode_ids = data["observations"], data["actions"], data["episode_ids"]
     assert obs.shape[1:] == (4,) and len(obs) == len(actions) == len(data["attributions"]) > 2
     assert sorted(np.unique(episode_ids)) == [0, 1]
@@ -225,8 +252,8 @@ def test_explain_algorithm_checkpoint_rolls_out_and_matches_explain(setup):
     events = load(str(directory))
     prefix = "saliency/default_policy/action/gradient"
     mean_abs = np.abs(reference.values).mean(axis=0)
-    for feature in range(4):
-        series = scalars(events, f"{prefix}/mean_abs/f{feature}")
+    for feature, name in enumerate(FEATURES):
+        series = scalars(events, f"{prefix}/mean_abs/{name}")
         assert list(series) == [step]
         np.testing.assert_allclose(series[step], mean_abs[feature], rtol=1e-4, atol=1e-7)
     assert events.Histograms(f"{prefix}/distribution")[0].histogram_value.num == pytest.approx(obs.size)
@@ -290,6 +317,18 @@ def test_rl_module_checkpoint_with_an_obs_file(setup):
     np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(data["actions"], greedy(module, setup["obs"]))
     assert int(data["step"]) == 0  # an RLModule checkpoint has no training counters
+
+
+def test_feature_names_override_the_checkpoints(setup):
+    result = setup["results"]["names_override"]
+    assert result.returncode == 0, describe(result)
+    directory = setup["out"] / "names_override"
+    data = np.load(directory / "attributions_default_policy_action_gradient.npz")
+    assert list(data["feature_names"]) == ["w", "x", "y", "z"]
+    assert "saliency/default_policy/action/gradient/mean_abs/w" in load(str(directory)).Tags()["scalars"]
+    # An RLModule checkpoint holds no algorithm config: default names.
+    module_data = np.load(setup["out"] / "module_obs" / "attributions_default_policy_logp_gradient.npz")
+    assert list(module_data["feature_names"]) == ["f0", "f1", "f2", "f3"]
 
 
 def test_unknown_module_id_exits_1_with_the_available_ones(setup):

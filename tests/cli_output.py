@@ -1,0 +1,79 @@
+"""Checks of the CLI's summary lines, shared by the old- and new-stack CLI tests."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+
+
+def check_time_and_view(stdout: str, out_dir: str, phases: list[str]) -> dict[str, float]:
+    """The ``time:`` line names ``phases`` (among others) and they add up to its total; the
+    ``view:`` line runs this environment's tensorboard (an absolute path) on the absolute
+    folder above ``out_dir``, so the run is listed under its name. Returns the phases."""
+    lines = stdout.splitlines()
+    time_line = next(line for line in lines if line.startswith("time: "))
+    total_text, parts_text = time_line[len("time: ") :].split(" s total (", 1)
+    parts = {}
+    for part in parts_text.rstrip(")").split(", "):
+        name, seconds, unit = part.rsplit(" ", 2)
+        assert unit == "s", time_line
+        parts[name] = float(seconds)
+    for phase in phases:
+        assert phase in parts, (phase, time_line)
+    # Rounded to 0.01 s each: the phases add up to the total.
+    assert abs(sum(parts.values()) - float(total_text)) <= 0.006 * (len(parts) + 1), time_line
+    view = lines[-1]
+    tensorboard = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "tensorboard")
+    logdir = os.path.dirname(os.path.abspath(out_dir))
+    assert os.path.isabs(logdir) and view == f"view: {tensorboard} --logdir {logdir}", view
+    return parts
+
+
+DEMO_FEATURES = ["cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity"]
+
+
+def check_demo(stdout: str, stderr: str, out_dir: str) -> None:
+    """What a CartPole demo (examples/cartpole.py, examples/cartpole_torch.py) run with an even
+    ``--iterations`` (its last computation falls between images) printed and wrote:
+
+    * no gymnasium warnings (Tune, given the string "PPO", imported every RLlib algorithm,
+      and DreamerV3's module builds a debug CartPole with float64 bounds and observations);
+    * the TensorBoard command: absolute tensorboard, --logdir the experiment dir;
+    * images at the last training step (written when training was saved and stopped);
+    * the next step, ``rllib-saliency explain <checkpoint>``, which runs on that checkpoint and
+      names the features as training did.
+    """
+    import numpy as np
+    from tb_events import load, scalars
+
+    for warning in ("precision lowered", "not within the observation space"):
+        assert warning not in stderr, stderr[-3000:]
+    trial_dir = stdout.split("one run): ")[1].splitlines()[0].strip()
+    lines = stdout.splitlines()
+    ours = lines.index("View them with:")  # (Tune prints a hint of its own earlier, for driver_artifacts)
+    command = next(line.strip() for line in lines[ours + 1 :] if "--logdir" in line)
+    executable, _, logdir = command.partition(" --logdir ")
+    assert os.path.isabs(executable) and os.path.exists(executable)
+    assert logdir == os.path.dirname(trial_dir)  # one level up: the run has a name in TensorBoard
+
+    events = load(trial_dir)
+    prefix = "saliency/default_policy/action/gradient"
+    last = max(scalars(events, f"{prefix}/mean_abs/pole_angle"))
+    for kind in ("importance", "evolution"):
+        assert last in [e.step for e in events.Images(f"{prefix}/{kind}")], kind
+
+    checkpoint = next(line for line in lines if line.startswith("Checkpoint: "))[len("Checkpoint: ") :]
+    explain = next(line.strip() for line in lines if " explain " in line and "rllib-saliency" in line)
+    arguments = shlex.split(explain)
+    assert os.path.isabs(arguments[0]) and arguments[1:3] == ["explain", checkpoint], explain
+    out = arguments[arguments.index("--out") + 1]
+    assert os.path.dirname(out) == logdir  # the CLI's run shows beside the trial in TensorBoard
+    arguments[arguments.index("--out") + 1] = out = os.path.join(out_dir, "explain")
+    result = subprocess.run(
+        [*arguments, "--episodes", "1", "--quiet"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = np.load(os.path.join(out, "attributions_default_policy_action_gradient.npz"))
+    assert list(data["feature_names"]) == DEMO_FEATURES  # read from the checkpoint
