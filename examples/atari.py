@@ -19,11 +19,12 @@ import rllib_saliency  # noqa: F401  (import before TensorFlow: selects tf-keras
 # isort: on
 import argparse
 import os
+import sys
 
 import gymnasium as gym
 import ray
 from ray import tune
-from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.algorithms.ppo import PPO, PPOConfig
 
 from rllib_saliency import SaliencyCallbacks
 
@@ -66,8 +67,11 @@ def main() -> None:
             )
         )
     )
+    # The class, not the string "PPO": for a string, Tune registers every RLlib algorithm, and
+    # importing DreamerV3 builds a debug CartPole whose float64 Box bounds and observations make
+    # gymnasium warn about Box precision and a reset() obs "not within the observation space".
     tuner = tune.Tuner(
-        "PPO",
+        PPO,
         param_space=config,
         run_config=tune.RunConfig(
             name=f"atari_{args.game.lower()}_saliency",
@@ -80,7 +84,10 @@ def main() -> None:
     if result.error:
         raise SystemExit(f"training failed: {result.error}")
     ray.shutdown()
-    print(f"TensorBoard logs: {result.path}\n  .venv/bin/tensorboard --logdir {result.path}")
+    # Absolute paths, and --logdir one level up so the trial is listed under its name.
+    tensorboard = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "tensorboard")
+    print(f"TensorBoard logs: {result.path}\n  {tensorboard} --logdir {os.path.dirname(result.path)}")
+    print("(Tune's TensorBoard hint printed earlier points at driver_artifacts: no saliency there.)")
     print("Open the IMAGES tab: saliency/default_policy/action/gradient/importance")
 
 

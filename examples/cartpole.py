@@ -1,9 +1,10 @@
 """Train PPO on CartPole and watch what it looks at, in TensorBoard.
 
-`make demo` runs this. It trains under Tune for about a minute on 2 CPU cores with
+The old-API-stack (TensorFlow) counterpart of `make demo` (examples/cartpole_torch.py).
+It trains under Tune for about a minute on 2 CPU cores with
 SaliencyCallbacks logging gradient and Integrated Gradients saliency of the
 greedy action's logit and of the value function, then prints the TensorBoard
-command.
+command and the ``rllib-saliency explain`` command for the checkpoint it saves.
 
 Run: python examples/cartpole.py [--iterations 12] [--framework tf|tf2] [--storage DIR]
 """
@@ -16,10 +17,11 @@ import rllib_saliency  # noqa: F401  (import before TensorFlow: selects tf-keras
 # isort: on
 import argparse
 import os
+import sys
 
 import ray
 from ray import tune
-from ray.rllib.algorithms.ppo import PPOConfig
+from ray.rllib.algorithms.ppo import PPO, PPOConfig
 
 from rllib_saliency import SaliencyCallbacks
 
@@ -57,13 +59,17 @@ def main() -> None:
     )
     # Under Tune, RLlib's own curves and the saliency land in the same trial dir,
     # so one TensorBoard shows both with aligned steps.
+    # The class, not the string "PPO": for a string, Tune registers every RLlib algorithm, and
+    # importing DreamerV3 builds a debug CartPole whose float64 Box bounds and observations make
+    # gymnasium warn about Box precision and a reset() obs "not within the observation space".
     tuner = tune.Tuner(
-        "PPO",
+        PPO,
         param_space=config,
         run_config=tune.RunConfig(
             name="cartpole_saliency",
             storage_path=os.path.abspath(args.storage),
             stop={"training_iteration": args.iterations},
+            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),
             verbose=0,
         ),
     )
@@ -83,8 +89,26 @@ def main() -> None:
             f"  {row['saliency/seconds']:10.2f}"
         )
     ray.shutdown()
-    print(f"\nTensorBoard logs (RLlib's curves and saliency, one run): {result.path}")
-    print(f"View them with:\n\n  .venv/bin/tensorboard --logdir {result.path}\n")
+    print_next_steps(result.path, result.checkpoint.path if result.checkpoint is not None else None)
+
+
+def print_next_steps(trial_dir: str, checkpoint: str | None) -> None:
+    """The TensorBoard command (absolute paths; --logdir the experiment dir, so the trial is a
+    named run) and the next step: the CLI on the saved checkpoint, its events beside the trial's."""
+    bin_dir = os.path.dirname(os.path.abspath(sys.executable))
+    experiment_dir = os.path.dirname(trial_dir)
+    print(f"\nTensorBoard logs (RLlib's curves and saliency, one run): {trial_dir}")
+    print("View them with:")
+    print(f"\n  {os.path.join(bin_dir, 'tensorboard')} --logdir {experiment_dir}\n")
+    print("(Tune's TensorBoard hint printed earlier points at driver_artifacts: no saliency there.)")
+    if checkpoint is None:
+        return
+    print(f"\nCheckpoint: {checkpoint}")
+    print("Next: explain the trained policy on fresh greedy episodes (events land in the same logdir):")
+    print(
+        f"\n  {os.path.join(bin_dir, 'rllib-saliency')} explain {checkpoint} "
+        f"--out {os.path.join(experiment_dir, 'explain')}\n"
+    )
 
 
 if __name__ == "__main__":

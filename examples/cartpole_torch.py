@@ -3,7 +3,8 @@
 `make demo` runs this. It trains under Tune for about a minute on 2 CPU cores with
 SaliencyCallbacks logging gradient and Integrated Gradients saliency of the
 greedy action's logit and of the value function, then prints the TensorBoard
-command. The config is RLlib's default stack: no .api_stack(...), no .framework(...).
+command and the ``rllib-saliency explain`` command for the checkpoint it saves.
+The config is RLlib's default stack: no .api_stack(...), no .framework(...).
 
 Run: python examples/cartpole_torch.py [--iterations 12] [--storage DIR]
 """
@@ -81,14 +82,26 @@ def main() -> None:
             f"  {row['saliency/seconds']:10.2f}"
         )
     ray.shutdown()
-    tensorboard = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "tensorboard")
-    print(f"\nTensorBoard logs (RLlib's curves and saliency, one run): {result.path}")
-    # --logdir one level up, so the run has a name in TensorBoard.
+    print_next_steps(result.path, result.checkpoint.path if result.checkpoint is not None else None)
+
+
+def print_next_steps(trial_dir: str, checkpoint: str | None) -> None:
+    """The TensorBoard command (absolute paths; --logdir the experiment dir, so the trial is a
+    named run) and the next step: the CLI on the saved checkpoint, its events beside the trial's."""
+    bin_dir = os.path.dirname(os.path.abspath(sys.executable))
+    experiment_dir = os.path.dirname(trial_dir)
+    print(f"\nTensorBoard logs (RLlib's curves and saliency, one run): {trial_dir}")
     print("View them with:")
-    print(f"\n  {tensorboard} --logdir {os.path.dirname(result.path)}\n")
+    print(f"\n  {os.path.join(bin_dir, 'tensorboard')} --logdir {experiment_dir}\n")
     print("(Tune's TensorBoard hint printed earlier points at driver_artifacts: no saliency there.)")
-    if result.checkpoint is not None:
-        print(f"Checkpoint: {result.checkpoint.path}")
+    if checkpoint is None:
+        return
+    print(f"\nCheckpoint: {checkpoint}")
+    print("Next: explain the trained policy on fresh greedy episodes (events land in the same logdir):")
+    print(
+        f"\n  {os.path.join(bin_dir, 'rllib-saliency')} explain {checkpoint} "
+        f"--out {os.path.join(experiment_dir, 'explain')}\n"
+    )
 
 
 if __name__ == "__main__":

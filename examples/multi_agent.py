@@ -14,6 +14,8 @@ import rllib_saliency  # noqa: F401  (import before TensorFlow: selects tf-keras
 
 # isort: on
 import argparse
+import os
+import sys
 
 import ray
 from ray.rllib.algorithms.callbacks import DefaultCallbacks, make_multi_callbacks
@@ -85,7 +87,10 @@ def main() -> None:
     logdir = rllib_saliency.callbacks.default_logdir(algo)
     algo.stop()
     ray.shutdown()
-    print(f"\nTensorBoard logs: {logdir}\n  .venv/bin/tensorboard --logdir {logdir}")
+    # Absolute paths, and --logdir one level up so the run is listed under its name.
+    tensorboard = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "tensorboard")
+    parent = os.path.dirname(os.path.abspath(logdir))
+    print(f"\nTensorBoard logs: {logdir}\n  {tensorboard} --logdir {parent}")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_output import check_demo
 
 pytestmark = pytest.mark.slow
 
@@ -23,7 +24,17 @@ def run_example(name: str, *args: str, cwd: Path) -> str:
 
 
 def test_cartpole_torch_demo_prints_the_tensorboard_command(tmp_path):
-    out = run_example("cartpole_torch.py", "--iterations", "2", "--storage", str(tmp_path), cwd=tmp_path)
+    args = ["--iterations", "2", "--storage", str(tmp_path / "results")]
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "cartpole_torch.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    check_demo(out, result.stderr, str(tmp_path))
     trial_dir = out.split("one run): ")[1].splitlines()[0].strip()
     assert list(Path(trial_dir).glob("events.out.tfevents.*.saliency"))
     lines = out.splitlines()
