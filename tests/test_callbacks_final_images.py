@@ -44,3 +44,31 @@ def test_save_and_stop_write_the_last_computations_images(ray_cluster, tmp_path)
         algo.stop()
     for kind in ("importance", "evolution"):
         assert image_steps(logdir, kind) == steps, kind
+
+
+def test_a_failure_of_the_final_images_never_keeps_stop_or_save_from_running(caplog):
+    from rllib_saliency.callbacks import _write_final_images_on_stop_and_save
+
+    class Algorithm:
+        def __init__(self):
+            self.calls = []
+
+        def cleanup(self):
+            self.calls.append("cleanup")
+
+        def save_checkpoint(self, checkpoint_dir):
+            self.calls.append(("save_checkpoint", checkpoint_dir))
+            return checkpoint_dir
+
+    class Broken:
+        def write_final_images(self, algorithm):
+            raise RuntimeError("disk full")
+
+    algorithm = Algorithm()
+    _write_final_images_on_stop_and_save(algorithm, Broken())
+    _write_final_images_on_stop_and_save(algorithm, Broken())  # a second call wraps nothing again
+    assert algorithm.save_checkpoint("/tmp/x") == "/tmp/x"
+    algorithm.cleanup()
+    assert algorithm.calls == [("save_checkpoint", "/tmp/x"), "cleanup"]
+    assert caplog.text.count("final images failed") == 2  # logged, once per call: not wrapped twice
+    assert type(algorithm).cleanup is Algorithm.cleanup  # the class is untouched
