@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/engine_torch.py
 	$(PY) benchmarks/callback_overhead.py
 	$(PY) benchmarks/callback_overhead.py --framework torch
+	$(PY) benchmarks/movie.py
 
 # ~20 minutes: 1,000 computations per TF mode and on the new stack, and 100 training iterations.
 soak: $(STAMP)

@@ -5,11 +5,18 @@ means that part supports the target.
 
 - Vector (and other non-image) observations: each element in turn is set to
   the baseline (default ``"mean"``: the batch mean, i.e. "a typical value").
-- Image observations (``(H, W, C)``): square patches of ``patch_size`` moved by
-  ``stride`` are replaced, in all channels, by a Gaussian-blurred copy of the
-  image (``fill="blur"``, as Greydanus et al. 2018 do, with a hard patch instead
-  of their Gaussian mask) or by the baseline (``fill="baseline"``). Each pixel
-  gets the mean change over the patches that cover it.
+- Image observations (``(H, W, C)``): parts are replaced, in all channels, by a
+  Gaussian-blurred copy of the image (``fill="blur"``, sigma ``blur_sigma``, as
+  Greydanus et al. 2018 do) or by the baseline (``fill="baseline"``).
+  ``mask="square"`` (default): square patches of ``patch_size`` moved by
+  ``stride``, replaced outright; each pixel gets the mean change over the patches
+  that cover it. ``mask="gaussian"``: Greydanus' perturbation, a Gaussian mask of
+  sigma ``mask_sigma`` (peak 1) centred at each point of the grid
+  ``range(0, H, stride) × range(0, W, stride)`` mixes the filler in,
+  ``x' = x·(1 − M) + fill·M`` (``patch_size`` is not used); each pixel gets the
+  changes of the grid points weighted by their masks at that pixel,
+  ``Σ_k M_k·Δ_k / Σ_k M_k``. ``fill="blur", mask="gaussian", stride=5,
+  mask_sigma=5`` is their setting (a 17×17 grid on 84×84 frames).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from rllib_saliency.methods.base import (
 )
 
 FILLS = ("blur", "baseline")
+MASKS = ("square", "gaussian")
 
 
 def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
@@ -48,6 +56,15 @@ def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
     return blurred
 
 
+def gaussian_mask(height: int, width: int, row: int, col: int, sigma: float) -> np.ndarray:
+    """``exp(-((y - row)² + (x - col)²) / 2σ²)``, peak 1 at ``(row, col)``: the mask Greydanus et al.
+    build by blurring a one-pixel disc and dividing by its maximum (the same away from the border,
+    where their ``gaussian_filter`` reflects the mask back in)."""
+    rows = np.exp(-0.5 * ((np.arange(height) - row) / sigma) ** 2)
+    cols = np.exp(-0.5 * ((np.arange(width) - col) / sigma) ** 2)
+    return np.outer(rows, cols)
+
+
 class Occlusion:
     name = "occlusion"
     defaults: Mapping[str, Any] = {
@@ -56,6 +73,8 @@ class Occlusion:
         "stride": None,
         "fill": "blur",
         "blur_sigma": 3.0,
+        "mask": "square",
+        "mask_sigma": 5.0,
     }
 
     def check_options(self, options: Mapping[str, Any], obs_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -65,6 +84,10 @@ class Occlusion:
             raise ValueError(
                 f"method 'occlusion': option 'fill' must be one of {FILLS}; got {checked['fill']!r}."
             )
+        if checked["mask"] not in MASKS:
+            raise ValueError(
+                f"method 'occlusion': option 'mask' must be one of {MASKS}; got {checked['mask']!r}."
+            )
         if len(obs_shape) == 3:
             default_patch = max(1, round(min(obs_shape[:2]) / 10))
             patch = checked["patch_size"] or default_patch
@@ -72,9 +95,10 @@ class Occlusion:
             checked["stride"] = check_positive_int(
                 "stride", self.name, checked["stride"] or checked["patch_size"]
             )
-        sigma = checked["blur_sigma"]
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < np.inf:
-            raise ValueError(f"method 'occlusion': option 'blur_sigma' must be a number > 0; got {sigma!r}.")
+        for name in ("blur_sigma", "mask_sigma"):
+            sigma = checked[name]
+            if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not 0 < sigma < np.inf:
+                raise ValueError(f"method 'occlusion': option {name!r} must be a number > 0; got {sigma!r}.")
         return checked
 
     def attribute(
@@ -106,6 +130,8 @@ class Occlusion:
             filler = gaussian_blur(inputs, options["blur_sigma"])
         else:
             filler = np.broadcast_to(baseline_array(options["baseline"], context), inputs.shape)
+        if options["mask"] == "gaussian":
+            return self._gaussian_masks(fn, inputs, f_inputs, filler, options)
         height, width = inputs.shape[1:3]
         size, stride = options["patch_size"], options["stride"]
         total = np.zeros(inputs.shape[:3], np.float64)
@@ -125,4 +151,27 @@ class Occlusion:
                 total[window] += (f_inputs - fn.value(occluded))[:, None, None]
                 count[window[1:]] += 1
         per_pixel = (total / np.maximum(count, 1)).astype(np.float32)
+        return np.repeat(per_pixel[..., None], inputs.shape[3], axis=3)
+
+    def _gaussian_masks(
+        self,
+        fn: TargetFunction,
+        inputs: np.ndarray,
+        f_inputs: np.ndarray,
+        filler: np.ndarray,
+        options: Mapping[str, Any],
+    ) -> np.ndarray:
+        height, width = inputs.shape[1:3]
+        stride, sigma = options["stride"], float(options["mask_sigma"])
+        difference = (filler - inputs).astype(np.float32)
+        total = np.zeros(inputs.shape[:3], np.float64)
+        weight = np.zeros(inputs.shape[1:3], np.float64)
+        for top in range(0, height, stride):
+            for left in range(0, width, stride):
+                mask = gaussian_mask(height, width, top, left, sigma)
+                occluded = inputs + mask[None, :, :, None].astype(np.float32) * difference
+                change = f_inputs - fn.value(occluded)
+                total += change[:, None, None] * mask
+                weight += mask
+        per_pixel = (total / weight).astype(np.float32)
         return np.repeat(per_pixel[..., None], inputs.shape[3], axis=3)
