@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 
-def load(logdir: str) -> EventAccumulator:
+def load(logdir: str, algo: Any = None) -> EventAccumulator:
+    """The events in ``logdir``; with ``algo``, after its SaliencyCallbacks' images that are
+    still rendering in the background (off the training thread) are written."""
+    if algo is not None:
+        from rllib_saliency.callbacks import find_saliency_callbacks
+
+        callbacks = find_saliency_callbacks(algo)
+        if callbacks is not None and callbacks._reporter is not None:
+            callbacks._reporter.wait_for_images()
     accumulator = EventAccumulator(
         logdir, size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0}
     )

@@ -46,7 +46,7 @@ def test_pong_heatmaps_over_the_screen(ray_cluster, tmp_path):
         assert policy.observation_space.shape == (84, 84, 4)  # RLlib's DeepMind preprocessing
         result = algo.train()
         assert "errors" not in result["saliency"]
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         obs, _ = _saliency_callbacks(algo.env_runner.callbacks).last_explained["default_policy"]
         for method in ("gradient", "occlusion"):
             prefix = f"saliency/default_policy/action/{method}"

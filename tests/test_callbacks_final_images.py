@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow
 PREFIX = "saliency/default_policy/action/gradient"
 
 
-def image_steps(logdir: str, kind: str) -> list[int]:
-    events = load(logdir)
+def image_steps(logdir: str, kind: str, algo=None) -> list[int]:
+    events = load(logdir, algo)
     if f"{PREFIX}/{kind}" not in events.Tags()["images"]:
         return []
     return [e.step for e in events.Images(f"{PREFIX}/{kind}")]
@@ -32,18 +32,18 @@ def test_save_and_stop_write_the_last_computations_images(ray_cluster, tmp_path)
     try:
         steps = [int(algo.train()["timesteps_total"])]  # the first computation has images
         steps.append(int(algo.train()["timesteps_total"]))
-        assert image_steps(logdir, "importance") == steps[:1]  # computation 2 of 5: none
+        assert image_steps(logdir, "importance", algo) == steps[:1]  # computation 2 of 5: none
         algo.save(str(tmp_path / "checkpoint"))
         for kind in ("importance", "evolution"):
-            assert image_steps(logdir, kind) == steps, kind
+            assert image_steps(logdir, kind, algo) == steps, kind
         third = algo.train()
         steps.append(int(third["timesteps_total"]))
-        assert image_steps(logdir, "importance") == steps[:2]
+        assert image_steps(logdir, "importance", algo) == steps[:2]
         assert "errors" not in third["saliency"]
     finally:
         algo.stop()
     for kind in ("importance", "evolution"):
-        assert image_steps(logdir, kind) == steps, kind
+        assert image_steps(logdir, kind, algo) == steps, kind
 
 
 def test_a_failure_of_the_final_images_never_keeps_stop_or_save_from_running(caplog):
@@ -61,7 +61,7 @@ def test_a_failure_of_the_final_images_never_keeps_stop_or_save_from_running(cap
             return checkpoint_dir
 
     class Broken:
-        def write_final_images(self, algorithm):
+        def flush(self, algorithm):
             raise RuntimeError("disk full")
 
     algorithm = Algorithm()

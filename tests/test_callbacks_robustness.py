@@ -127,7 +127,7 @@ def test_checkpoint_restore_continues_steps_and_evolution_history(ray_cluster, t
     try:
         later = restored.train()["timesteps_total"]
         assert later > first[-1]
-        events = load(str(logdir))
+        events = load(str(logdir), restored)
         assert sorted(scalars(events, TAG)) == [*first, later]
         prefix = "saliency/default_policy/action/gradient"
         assert [e.step for e in events.Images(f"{prefix}/evolution")] == [*first, later]
@@ -176,3 +176,44 @@ def test_composes_with_user_callbacks_via_make_multi_callbacks(ray_cluster, tmp_
         assert batches[0] >= 2
     finally:
         algo.stop()
+
+
+def test_images_render_off_the_training_thread_and_a_render_failure_keeps_training(
+    ray_cluster, tmp_path, caplog, monkeypatch
+):
+    """Charts are drawn on the callback's image thread (training does not wait for them); a
+    chart that fails to draw is logged and counted, and the scalars of every step are written."""
+    import threading
+
+    from rllib_saliency import render
+
+    drawn_on: list[str] = []
+    draw = render.importance_chart
+
+    def importance_chart(*args, **kwargs):
+        drawn_on.append(threading.current_thread().name)
+        if len(drawn_on) > 1:
+            raise RuntimeError("no fonts")
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(render, "importance_chart", importance_chart)
+    config = ppo_config().callbacks(
+        SaliencyCallbacks.configure(
+            methods=("gradient",), targets=("action",), image_every=1, logdir=str(tmp_path)
+        )
+    )
+    algo = config.build_algo()
+    try:
+        with caplog.at_level(logging.ERROR, logger="rllib_saliency"):
+            results = [algo.train() for _ in range(3)]
+        events = load(str(tmp_path), algo)
+    finally:
+        algo.stop()
+    assert drawn_on and all(name.startswith("rllib-saliency-images") for name in drawn_on)
+    assert threading.current_thread().name not in drawn_on
+    steps = [r["timesteps_total"] for r in results]
+    assert sorted(scalars(events, TAG)) == steps
+    assert [e.step for e in events.Images("saliency/default_policy/action/gradient/importance")] == steps[:1]
+    # The failure of computation 2 is counted in the result of computation 3 (it renders meanwhile).
+    assert results[2]["saliency"]["errors"] >= 1
+    assert any("rendering images failed" in m for m in saliency_logs(caplog))

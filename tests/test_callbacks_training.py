@@ -51,7 +51,7 @@ def test_every_documented_tag_at_every_step(ray_cluster, tmp_path, num_env_runne
         results = [algo.train() for _ in range(3)]
         steps = [r["timesteps_total"] for r in results]
         assert len(set(steps)) == 3
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         tags = events.Tags()
         for target in TARGETS:
             for method in METHODS:
@@ -110,7 +110,7 @@ def test_multi_agent_policies_are_logged_separately(ray_cluster, tmp_path):
     algo = config.build_algo()
     try:
         result = algo.train()
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         step = result["timesteps_total"]
         values = {}
         for policy_id in ("p0", "p1"):
@@ -141,7 +141,7 @@ def test_box_actions_log_every_action_dimension_and_feature_names(ray_cluster, t
     algo = config.build_algo()
     try:
         result = algo.train()
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         scalar_tags = set(events.Tags()["scalars"])
         for target in ("action_0", "logp"):
             for name in names:
@@ -178,7 +178,7 @@ def test_activation_maximization_in_training(ray_cluster, tmp_path):
     algo = config.build_algo()
     try:
         results = [algo.train() for _ in range(3)]
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         steps = [r["timesteps_total"] for r in results]
         for k in (0, 1):
             tag = f"saliency/default_policy/actmax/action_{k}"

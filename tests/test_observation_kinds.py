@@ -33,7 +33,7 @@ def test_dict_observations_are_named_by_key_path_with_shares(ray_cluster, tmp_pa
     try:
         result = algo.train()
         step = result["timesteps_total"]
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         prefix = "saliency/default_policy/action/gradient"
         obs, _ = last_samples(algo)
         attribution = explain(algo.get_policy(), obs, "gradient", "action", structured=True)
@@ -127,7 +127,7 @@ def test_image_observations_grid_and_finite_differences(ray_cluster, tmp_path):
     algo = config.build_algo()
     try:
         result = algo.train()
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         step = result["timesteps_total"]
         prefix = "saliency/default_policy/action/gradient"
         # One scalar per stacked frame, not one per pixel.
@@ -203,7 +203,7 @@ def test_dict_with_an_image_and_a_vector(ray_cluster, tmp_path):
         assert type(algo.get_policy().model).__name__ == "ComplexInputNetwork"
         result = algo.train()
         assert "errors" not in result["saliency"]
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         step = result["timesteps_total"]
         prefix = "saliency/default_policy/action/gradient"
         for feature in ("camera", "pos.0", "pos.1"):

@@ -96,7 +96,7 @@ def _write_final_images_on_stop_and_save(algorithm: Any, callbacks: SaliencyCall
 
         def wrapper(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
             try:
-                callbacks.write_final_images(algorithm)
+                callbacks.flush(algorithm)
             except Exception as error:  # noqa: BLE001 - stopping and saving must go on
                 logger.exception("rllib_saliency: final images failed: %s", error)
             return _original(*args, **kwargs)
@@ -236,8 +236,11 @@ class SaliencyCallbacks(RLlibCallback):
         except Exception as error:  # noqa: BLE001 - never breaks training
             logger.exception("rllib_saliency: cannot hook the algorithm's stop and save: %s", error)
 
-    def write_final_images(self, algorithm: Any) -> None:
-        """The last computation's images, if the ``image_every`` cadence left them out."""
+    def flush(self, algorithm: Any) -> None:
+        """Put everything in the event files now: the last computation's images, if the
+        ``image_every`` cadence left them out, and the images still rendering in the
+        background (``callbacks/images.py``). ``algo.stop()`` and ``algo.save()`` call it;
+        call it yourself to read the event files between ``train()`` calls."""
         if self._reporter is not None:
             self._reporter.write_final_images(algorithm)
 

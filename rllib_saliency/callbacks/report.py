@@ -8,6 +8,7 @@ the same on both stacks. One writer per run, created on first use.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from rllib_saliency.callbacks.errors import ErrorLog
+from rllib_saliency.callbacks.images import BackgroundImages
 from rllib_saliency.callbacks.settings import SaliencySettings
 from rllib_saliency.history import HISTORY_FILE, EvolutionHistory
 from rllib_saliency.summaries import MergedSummary, feature_layout, merge
@@ -75,6 +77,7 @@ class Reporter:
         # The last computation's summaries while its images are not written yet (images come
         # every ``image_every``-th computation): written when training stops or is saved.
         self._unimaged: tuple[Any, ...] | None = None
+        self._images = BackgroundImages(self.errors)
 
     def on_train_result(self, algorithm: Any, result: dict, collect: Callable[[], list[dict]]) -> None:
         """One computation, if due: ``collect`` asks the stack for its workers' reports."""
@@ -214,13 +217,13 @@ class Reporter:
         writer = self._get_writer(algorithm)
         if writer is None:
             return
-        from rllib_saliency import render
 
         if not self._config_written:
             writer.text(f"{RESULT_KEY}/config", self._config_markdown(), step)
             self._config_written = True
         images_due = images_only or self._computations_done() % self.settings.image_every == 0
         self._unimaged = None if images_due else (merged, names, shares, step)
+        jobs: list[Callable[[], None]] = []
         for summary in merged:
             feature_names = names[summary.key]
             prefix = f"{RESULT_KEY}/{summary.policy_id}/{summary.target}/{summary.method}"
@@ -235,54 +238,92 @@ class Reporter:
                     f"{prefix}/distribution", summary.histogram_values, summary.histogram_weights, step
                 )
                 self._history.add(prefix, step, [float(v) for v in summary.mean_abs])
-            history = self._history[prefix]
             if images_due:
-                title = f"{summary.policy_id} / {summary.target} / {summary.method}"
-                # The options that change the picture, and what the target is, on the chart.
-                options = self.settings.method_options.get(summary.method)
-                image_obs = summary.map_values is not None or bool(summary.component_maps)
-                subtitle = render.chart_subtitle(summary.method, options, summary.target, image_obs)
-                if summary.map_values is not None:  # image observations: heatmaps over frames
-                    importance = render.saliency_grid(
-                        summary.map_observations,
-                        summary.map_values,
-                        title,
-                        self.settings.frame_maps,
-                        subtitle=subtitle,
+                history = self._history[prefix]
+                # A snapshot: the next computation may add columns while this one's images render.
+                jobs.append(
+                    functools.partial(
+                        self._write_images,
+                        writer,
+                        summary,
+                        feature_names,
+                        (list(history.steps), list(history.values)),
+                        step,
                     )
-                else:
-                    importance = render.importance_chart(summary.mean_abs, feature_names, title, subtitle)
-                writer.image(f"{prefix}/importance", *importance, step)
-                for name, (observations, maps) in summary.component_maps.items():
-                    # An image inside a Dict/Tuple observation: its own heatmap grid.
-                    grid = render.saliency_grid(
-                        observations, maps, f"{title} / {name}", self.settings.frame_maps, subtitle=subtitle
-                    )
-                    writer.image(f"{prefix}/importance/{name}", *grid, step)
-                evolution_subtitle = render.chart_subtitle(
-                    summary.method, options, summary.target, image_obs, evolution=True
-                )
-                writer.image(
-                    f"{prefix}/evolution",
-                    *render.evolution_heatmap(
-                        history.values, history.steps, feature_names, title, evolution_subtitle
-                    ),
-                    step,
                 )
         writer.flush()
+        if jobs:
+
+            def render_and_write() -> None:
+                for job in jobs:
+                    job()
+                writer.flush()
+
+            self._images.submit(render_and_write)
+
+    def _write_images(
+        self,
+        writer: Any,
+        summary: MergedSummary,
+        feature_names: list[str],
+        history: tuple[list[int], list[list[float]]],
+        step: int,
+    ) -> None:
+        """One summary's charts (runs on the image thread, see ``callbacks/images.py``)."""
+        from rllib_saliency import render
+
+        prefix = f"{RESULT_KEY}/{summary.policy_id}/{summary.target}/{summary.method}"
+        title = f"{summary.policy_id} / {summary.target} / {summary.method}"
+        # The options that change the picture, and what the target is, on the chart.
+        options = self.settings.method_options.get(summary.method)
+        image_obs = summary.map_values is not None or bool(summary.component_maps)
+        subtitle = render.chart_subtitle(summary.method, options, summary.target, image_obs)
+        if summary.map_values is not None:  # image observations: heatmaps over frames
+            importance = render.saliency_grid(
+                summary.map_observations,
+                summary.map_values,
+                title,
+                self.settings.frame_maps,
+                subtitle=subtitle,
+            )
+        else:
+            importance = render.importance_chart(summary.mean_abs, feature_names, title, subtitle)
+        writer.image(f"{prefix}/importance", *importance, step)
+        for name, (observations, maps) in summary.component_maps.items():
+            # An image inside a Dict/Tuple observation: its own heatmap grid.
+            grid = render.saliency_grid(
+                observations, maps, f"{title} / {name}", self.settings.frame_maps, subtitle=subtitle
+            )
+            writer.image(f"{prefix}/importance/{name}", *grid, step)
+        evolution_subtitle = render.chart_subtitle(
+            summary.method, options, summary.target, image_obs, evolution=True
+        )
+        steps, values = history
+        writer.image(
+            f"{prefix}/evolution",
+            *render.evolution_heatmap(values, steps, feature_names, title, evolution_subtitle),
+            step,
+        )
+
+    def wait_for_images(self) -> None:
+        """Block until the images rendering in the background are in the event files."""
+        self._images.wait()
 
     def write_final_images(self, algorithm: Any) -> bool:
         """Write the last computation's images if its turn for images had not come (training
-        stops or is saved: the final state is always visible). True if it wrote any; never raises."""
-        if self._unimaged is None:
-            return False
+        stops or is saved: the final state is always visible), and wait until every pending image
+        is in the event files. True if it wrote any; never raises."""
+        wrote = False
         try:
-            self._write(algorithm, *self._unimaged, images_only=True)
-            return True
+            if self._unimaged is not None:
+                self._write(algorithm, *self._unimaged, images_only=True)
+                wrote = True
+            self._images.wait()
         except Exception as error:  # noqa: BLE001 - a logging failure never breaks training
             self._unimaged = None
             self.errors.exception("final images", error)
             return False
+        return wrote
 
     def _maximize_activations(self, algorithm: Any, reports: list[dict], result: dict, step: int) -> None:
         """Activation maximization per policy and action, from sampled observations (driver side)."""

@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow
 PREFIX = "saliency/default_policy/action/gradient"
 
 
-def image_steps(logdir: str, kind: str) -> list[int]:
-    events = load(logdir)
+def image_steps(logdir: str, kind: str, algo=None) -> list[int]:
+    events = load(logdir, algo)
     if f"{PREFIX}/{kind}" not in events.Tags()["images"]:
         return []
     return [e.step for e in events.Images(f"{PREFIX}/{kind}")]
@@ -32,17 +32,17 @@ def test_save_and_stop_write_the_last_computations_images(ray_cluster, tmp_path)
     try:
         algo.train()  # step 1 (the new stack's step is the iteration): the first has images
         algo.train()
-        assert image_steps(logdir, "importance") == [1]  # computation 2 of 5: none
+        assert image_steps(logdir, "importance", algo) == [1]  # computation 2 of 5: none
         algo.save_to_path(str(tmp_path / "checkpoint"))
         for kind in ("importance", "evolution"):
-            assert image_steps(logdir, kind) == [1, 2], kind
+            assert image_steps(logdir, kind, algo) == [1, 2], kind
         third = algo.train()
-        assert image_steps(logdir, "importance") == [1, 2]
+        assert image_steps(logdir, "importance", algo) == [1, 2]
         assert "errors" not in third["saliency"]
         algo.save(str(tmp_path / "checkpoint_2"))  # Trainable.save -> save_checkpoint -> save_to_path
-        assert image_steps(logdir, "importance") == [1, 2, 3]
+        assert image_steps(logdir, "importance", algo) == [1, 2, 3]
         algo.train()
     finally:
         algo.stop()
     for kind in ("importance", "evolution"):
-        assert image_steps(logdir, kind) == [1, 2, 3, 4], kind
+        assert image_steps(logdir, kind, algo) == [1, 2, 3, 4], kind

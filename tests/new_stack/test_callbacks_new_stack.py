@@ -43,7 +43,7 @@ def test_every_documented_tag_at_every_step(ray_cluster, tmp_path, num_env_runne
         # New-stack results have no timesteps_total: the step is the iteration, as in Tune's logger.
         steps = [r["training_iteration"] for r in results]
         assert steps == [1, 2] and "timesteps_total" not in results[-1]
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         for target in TARGETS:
             for method in METHODS:
                 prefix = f"saliency/default_policy/{target}/{method}"
@@ -104,7 +104,7 @@ def test_multi_agent_modules_are_logged_separately(ray_cluster, tmp_path):
     algo = config.build_algo()
     try:
         result = algo.train()
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         step = result["training_iteration"]
         values = {}
         for module_id in ("p0", "p1"):
@@ -137,7 +137,7 @@ def test_box_actions_and_feature_names(ray_cluster, tmp_path):
     algo = config.build_algo()
     try:
         result = algo.train()
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         tags = set(events.Tags()["scalars"])
         for target in ("action_0", "logp"):
             for name in names:
@@ -223,7 +223,7 @@ def test_a_users_own_torch_rl_module_in_training(ray_cluster, tmp_path):
         assert "errors" not in result["saliency"]
         module = learner_module(algo)
         assert isinstance(module, LinearModule)
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         for target, layer in (("action_1", module.pi), ("value", module.vf)):
             row = layer.weight.detach().numpy()[1 if target == "action_1" else 0]
             logged = [

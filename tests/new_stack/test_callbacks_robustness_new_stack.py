@@ -113,7 +113,7 @@ def test_checkpoint_restore_continues_steps_and_evolution_history(ray_cluster, t
     try:
         later = restored.train()["training_iteration"]
         assert later == first[-1] + 1
-        events = load(str(logdir))
+        events = load(str(logdir), restored)
         assert sorted(scalars(events, TAG)) == [*first, later]
         prefix = "saliency/default_policy/action/gradient"
         assert [e.step for e in events.Images(f"{prefix}/evolution")] == [*first, later]

@@ -65,7 +65,7 @@ def test_flattened_observations_are_named_by_the_env_space(ray_cluster, tmp_path
                 assert np.all(np.abs(block) <= 1) and block.std() > 0.1
         attribution = explain(learner_module(algo), obs, "gradient", "action")
         expected = component_values(attribution.values, obs, layout.parts, absolute=True).mean(axis=0)
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         logged = logged_by_name(events, "saliency/default_policy/action/gradient", layout.names, 1)
         np.testing.assert_allclose(logged, expected, rtol=1e-4)
     finally:
@@ -183,7 +183,7 @@ def test_pong_with_rllibs_frame_stacking_connector(ray_cluster, tmp_path):
         assert check.rows >= 100 and check.worst < 1e-4  # rebuilt stacks reproduce the acting logits
         obs, _ = find_saliency_callbacks(algo).last_explained["default_policy"]
         assert obs.shape == (4, 64, 64, 4)
-        events = load(str(tmp_path))
+        events = load(str(tmp_path), algo)
         for method, options in (("gradient", {}), ("occlusion", {"patch_size": 16})):
             prefix = f"saliency/default_policy/action/{method}"
             logged = [scalars(events, f"{prefix}/mean_abs/c{k}")[2] for k in range(4)]
