@@ -34,6 +34,7 @@ from rllib_saliency.callbacks.report import RESULT_KEY, Reporter, default_logdir
 from rllib_saliency.callbacks.sampling import SampleStore
 from rllib_saliency.callbacks.settings import (
     ACTIVATION_OPTIONS,
+    DEFAULT_EPISODE_MAX_STEPS,
     DEFAULT_TRUST_METRICS,
     TRUST_METRICS,
     SaliencySettings,
@@ -145,6 +146,9 @@ class SaliencyCallbacks(RLlibCallback):
         trust_metrics: Sequence[str] = DEFAULT_TRUST_METRICS,
         activation_maximization_every: int | None = None,
         activation_maximization_options: Mapping[str, Any] | None = None,
+        episode_every: int | None = None,
+        episode_max_steps: int = DEFAULT_EPISODE_MAX_STEPS,
+        episode_method: str = "gradient",
         seed: int = 0,
     ) -> functools.partial:
         """Validate options now and return a callable for ``AlgorithmConfig.callbacks``.
@@ -177,6 +181,14 @@ class SaliencyCallbacks(RLlibCallback):
                 action of every policy, from sampled observations (default off).
             activation_maximization_options: its ``steps``, ``lr``, ``l2``, ``tv``,
                 ``n_starts``.
+            episode_every: every this many saliency computations (the first one
+                included), play one greedy episode with the current weights on the
+                driver and log it: an animated GIF under ``saliency/{policy_id}/episode``
+                and the explorer page ``episodes/step_{N}.html`` beside the events
+                (default off: it blocks training while it runs; single-agent runs only).
+            episode_max_steps: such an episode is cut after this many steps (bounds its cost).
+            episode_method: the attribution method of the episode's maps (its options
+                come from ``method_options`` if it is also one of ``methods``).
             seed: seeds sampling and SmoothGrad noise.
         """
         settings = make_settings(
@@ -194,6 +206,9 @@ class SaliencyCallbacks(RLlibCallback):
             trust_metrics=trust_metrics,
             activation_maximization_every=activation_maximization_every,
             activation_maximization_options=activation_maximization_options,
+            episode_every=episode_every,
+            episode_max_steps=episode_max_steps,
+            episode_method=episode_method,
             seed=seed,
         )
         return functools.partial(cls, settings=settings)

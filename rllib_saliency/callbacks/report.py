@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from rllib_saliency.callbacks.episodes import TrainingEpisodes
 from rllib_saliency.callbacks.errors import ErrorLog
 from rllib_saliency.callbacks.images import BackgroundImages
 from rllib_saliency.callbacks.settings import SaliencySettings
@@ -77,6 +78,7 @@ class Reporter:
         # The last computation's summaries while its images are not written yet (images come
         # every ``image_every``-th computation): written when training stops or is saved.
         self._unimaged: tuple[Any, ...] | None = None
+        self._episodes = TrainingEpisodes(settings, stack, self.errors)
         self._images = BackgroundImages(self.errors)
 
     def on_train_result(self, algorithm: Any, result: dict, collect: Callable[[], list[dict]]) -> None:
@@ -107,6 +109,9 @@ class Reporter:
             every = self.settings.activation_maximization_every
             if every and self._computations_done() % every == 1 % every:
                 self._maximize_activations(algorithm, reports, result, step)
+            if self._episodes.due(self._computations_done()):  # ``episode_every``, never raises
+                writer = self._get_writer(algorithm)
+                self._episodes.maybe_log(algorithm, writer, self._computations_done(), step, result)
             # What this computation cost the training loop (driver wall time).
             result[RESULT_KEY]["seconds"] = time.perf_counter() - started
         except Exception as error:  # noqa: BLE001 - a logging failure never kills training

@@ -21,6 +21,8 @@ TRUST_METRICS = ("completeness", "deletion", "agreement", "randomization")
 DEFAULT_TRUST_METRICS = ("completeness", "deletion", "agreement")
 # maximize_activation() options the callback passes through (obs/init come from the samples).
 ACTIVATION_OPTIONS = ("steps", "lr", "l2", "tv", "n_starts")
+# Steps of a training episode (``episode_every``) before it is cut: bounds its cost (see README).
+DEFAULT_EPISODE_MAX_STEPS = 200
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -63,6 +65,9 @@ class SaliencySettings:
     trust_metrics: tuple[str, ...] = DEFAULT_TRUST_METRICS
     activation_maximization_every: int | None = None
     activation_maximization_options: Mapping[str, Any] = field(default_factory=dict)
+    episode_every: int | None = None
+    episode_max_steps: int = DEFAULT_EPISODE_MAX_STEPS
+    episode_method: str = "gradient"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -125,6 +130,14 @@ class SaliencySettings:
                 f"from {', '.join(ACTIVATION_OPTIONS)}; got {options!r}."
             )
         set_("activation_maximization_options", dict(options))
+        if self.episode_every is not None:
+            set_("episode_every", _positive_int("episode_every", self.episode_every))
+        set_("episode_max_steps", _positive_int("episode_max_steps", self.episode_max_steps))
+        if self.episode_method not in METHODS:
+            raise ValueError(
+                f"SaliencyCallbacks.configure: 'episode_method' must be one of {', '.join(METHODS)}; "
+                f"got {self.episode_method!r}."
+            )
         if not isinstance(self.frame_maps, bool):
             raise ValueError(
                 f"SaliencyCallbacks.configure: 'frame_maps' must be True or False; got {self.frame_maps!r}."

@@ -95,7 +95,7 @@ class _FrameRecorder:
 
 
 def play_old_stack(
-    policy: Any, config: dict[str, Any], episodes: int, seed: int, max_steps: int | None, bar: Any
+    policy: Any, config: dict[str, Any], episodes: int, seed: int, max_steps: int | None, bar: Any = None
 ) -> list[EpisodeRecord]:
     """Greedy episodes of an old-API-stack policy, as ``cli.rollout.rollout_policy`` plays them
     (Atari DeepMind wrapping, preprocessors, action unsquashing/clipping); episode ``k`` is reset
@@ -181,7 +181,8 @@ def play_old_stack(
                     notes=list(dict.fromkeys(recorder.notes)),
                 )
             )
-            bar.update(1)
+            if bar is not None:
+                bar.update(1)
     finally:
         env.close()
     return records
@@ -192,15 +193,36 @@ def play_new_stack(
 ) -> list[EpisodeRecord]:
     """Greedy episodes of a new-API-stack module through the checkpoint's env-to-module and
     module-to-env connectors, as ``cli.new_stack_rollout.rollout_new_stack`` plays them."""
+    from rllib_saliency.cli.new_stack_rollout import load_connectors, make_env
+
+    env_to_module, module_to_env = load_connectors(checkpoint)
+    env = make_env(checkpoint.config)
+    return play_new_stack_episodes(
+        env, env_to_module, module_to_env, module, checkpoint.policy_id, episodes, seed, max_steps, bar
+    )
+
+
+def play_new_stack_episodes(
+    env: Any,
+    env_to_module: Any,
+    module_to_env: Any,
+    module: Any,
+    module_id: str,
+    episodes: int,
+    seed: int,
+    max_steps: int | None,
+    bar: Any = None,
+) -> list[EpisodeRecord]:
+    """Greedy episodes of a new-API-stack module in ``env`` (closed at the end) through the given
+    connector pipelines: a checkpoint's (``play_new_stack``) or, during training, copies of the
+    driver's env runner's (``stacks/new.py``). ``bar``: a progress bar or None."""
     from ray.rllib.core.columns import Columns
     from ray.rllib.env.multi_agent_env import MultiAgentEnv
     from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
     from rllib_saliency.cli.errors import CLIError
-    from rllib_saliency.cli.new_stack_rollout import _module_input, _module_state, load_connectors, make_env
+    from rllib_saliency.cli.new_stack_rollout import _module_input, _module_state
 
-    env_to_module, module_to_env = load_connectors(checkpoint)
-    env = make_env(checkpoint.config)
     stateful = module.is_stateful()
     initial = module.get_initial_state() if stateful else None
     vector = len(tuple(module.observation_space.shape or ())) != 3
@@ -228,11 +250,9 @@ def play_new_stack(
                     episodes=[episode], rl_module=module, explore=False, shared_data=shared_data
                 )
                 recorder.capture()
-                observations.append(
-                    np.asarray(_module_input(batch, module, checkpoint.policy_id, stateful), np.float32)
-                )
+                observations.append(np.asarray(_module_input(batch, module, module_id, stateful), np.float32))
                 if stateful:
-                    states.append(_module_state(batch, initial, checkpoint.policy_id))
+                    states.append(_module_state(batch, initial, module_id))
                 outputs = module.forward_inference(batch)
                 to_env = module_to_env(
                     batch=outputs,
@@ -268,7 +288,8 @@ def play_new_stack(
                     notes=list(dict.fromkeys(recorder.notes)),
                 )
             )
-            bar.update(1)
+            if bar is not None:
+                bar.update(1)
     finally:
         env.close()
     return records

@@ -317,3 +317,59 @@ def model(algorithm: Any, module_id: str) -> Any:
     """The module of that id in the driver's env runner (inference-only: enough for spaces and
     action targets)."""
     return algorithm.get_module(module_id)
+
+
+def movie_on_learner(learner: Any, record: Any, module_id: str, settings: Any, label: str) -> Any:
+    """Runs where the learner is: both heads' maps of a played episode with the learner's module
+    (it has the value head). Returns the movie data, or an error record (never raises)."""
+    from rllib_saliency.callbacks.episodes import feature_names_for, method_options
+    from rllib_saliency.movie import compute_movie_data
+
+    try:
+        data, _ = compute_movie_data(
+            learner.module[module_id],
+            record,
+            settings.episode_method,
+            method_options(settings),
+            policy_id=module_id,
+            checkpoint=label,
+            feature_names=feature_names_for(settings, module_id, int(record.observations[0].size)),
+        )
+        return data
+    except BaseException as error:  # noqa: BLE001 - must not take a remote learner down
+        return ("episode on learner", type(error).__name__, traceback.format_exc(), 1)
+
+
+def episode_data(algorithm: Any, module_id: str, settings: Any, seed: int, label: str) -> Any:
+    """Driver side, ``episode_every``: one greedy episode (at most ``episode_max_steps`` steps)
+    played by the driver's env runner's module (synced with the learner after each update)
+    through copies of its connector pipelines (their state, e.g. filters, stays untouched) in a
+    fresh env from the algorithm's config; the learner's module computes both heads' maps."""
+    import copy
+
+    from rllib_saliency.cli.new_stack_rollout import make_env
+    from rllib_saliency.movie.rollout import play_new_stack_episodes
+
+    runner = algorithm.env_runner
+    if runner is None:
+        raise RuntimeError(
+            "training episodes need the driver's local env runner (config.env_runners("
+            "create_local_env_runner=True), RLlib's default)."
+        )
+    module = algorithm.get_module(module_id)
+    env_to_module = copy.deepcopy(runner._env_to_module)
+    module_to_env = copy.deepcopy(runner._module_to_env)
+    env = make_env(algorithm.config.to_dict())
+    [record] = play_new_stack_episodes(
+        env, env_to_module, module_to_env, module, module_id, 1, seed, settings.episode_max_steps
+    )
+    compute = functools.partial(
+        movie_on_learner, record=record, module_id=module_id, settings=settings, label=label
+    )
+    outcomes = [result.get() for result in algorithm.learner_group.foreach_learner(compute) if result.ok]
+    if not outcomes:
+        raise RuntimeError("no healthy learner computed the training episode's maps")
+    if isinstance(outcomes[0], tuple):
+        stage, kind, details, _ = outcomes[0]
+        raise RuntimeError(f"{stage} failed ({kind}):\n{details}")
+    return outcomes[0]

@@ -87,3 +87,27 @@ def collect(callbacks: Any, algorithm: Any) -> list[dict[str, Any]]:
 
 def model(algorithm: Any, policy_id: str) -> Any:
     return algorithm.get_policy(policy_id)
+
+
+def episode_data(algorithm: Any, policy_id: str, settings: Any, seed: int, label: str) -> Any:
+    """Driver side, ``episode_every``: one greedy episode (at most ``episode_max_steps`` steps) of
+    the driver's policy (the learner's, current weights) in a fresh env from the algorithm's config,
+    with both heads' maps at every step (:mod:`rllib_saliency.movie`)."""
+    from rllib_saliency.callbacks.episodes import feature_names_for, method_options
+    from rllib_saliency.movie import compute_movie_data
+    from rllib_saliency.movie.rollout import play_old_stack
+
+    policy = algorithm.get_policy(policy_id)
+    if policy is None or not _check_policy(policy):
+        raise TypeError(f"policy {policy_id!r} is not a TF policy; training episodes need one.")
+    [record] = play_old_stack(policy, policy.config, 1, seed, settings.episode_max_steps)
+    data, _ = compute_movie_data(
+        policy,
+        record,
+        settings.episode_method,
+        method_options(settings),
+        policy_id=policy_id,
+        checkpoint=label,
+        feature_names=feature_names_for(settings, policy_id, int(record.observations[0].size)),
+    )
+    return data
