@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/engine_torch.py
 	$(PY) benchmarks/callback_overhead.py
+	$(PY) benchmarks/callback_overhead.py --short
 	$(PY) benchmarks/callback_overhead.py --framework torch
 	$(PY) benchmarks/movie.py
 
