@@ -79,6 +79,7 @@ def run_movie(context: Context) -> list[str]:
             args.feature_names,
             layout.names if len(layout.names) == size else [f"f{k}" for k in range(size)],
             size,
+            checkpoint.feature_names,
         )
     steps = sum(len(r) for r in records)
     context.source = f"{len(records)} greedy episode(s), {steps} steps"
