@@ -123,13 +123,15 @@ def test_multi_agent_runs_are_skipped_with_one_warning(caplog):
 
     from rllib_saliency.callbacks.episodes import TrainingEpisodes
     from rllib_saliency.callbacks.errors import ErrorLog
+    from rllib_saliency.callbacks.images import BackgroundImages
     from rllib_saliency.callbacks.settings import make_settings
 
     class Stack:
         def episode_data(self, *args, **kwargs):
             raise AssertionError("no episode is played for a multi-agent run")
 
-    episodes = TrainingEpisodes(make_settings(episode_every=2), Stack(), ErrorLog())
+    errors = ErrorLog()
+    episodes = TrainingEpisodes(make_settings(episode_every=2), Stack(), errors, BackgroundImages(errors))
     algorithm = SimpleNamespace(config=SimpleNamespace(is_multi_agent=True))
     assert [episodes.due(c) for c in (1, 2, 3, 4, 5)] == [True, False, True, False, True]
     with caplog.at_level(logging.WARNING, logger="rllib_saliency"):

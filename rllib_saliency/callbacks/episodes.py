@@ -10,14 +10,16 @@ TensorBoard under ``saliency/{policy_id}/episode`` (the image dashboard plays an
 animated GIF stored as an encoded image) and beside the events as
 ``episodes/step_{N}.gif``, the explorer page as ``episodes/step_{N}.html``.
 
-It blocks training while it runs (its cost is in the result as
-``saliency/episode_seconds``; see README for CartPole), so it is off by default.
+Playing it and computing the maps block training (that time is in the result as
+``saliency/episode_seconds``; see README for CartPole), so it is off by default; the
+GIF and the page are drawn on the callback's image thread (``images.py``).
 A failure is logged once by the callback's :class:`~.errors.ErrorLog` and training
 goes on. Multi-agent runs are skipped with one warning.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from rllib_saliency.callbacks.errors import ErrorLog
+from rllib_saliency.callbacks.images import BackgroundImages
 from rllib_saliency.callbacks.settings import SaliencySettings
 
 logger = logging.getLogger("rllib_saliency")
@@ -77,10 +80,14 @@ def write_episode(writer: Any, data: Any, policy_id: str, step: int) -> tuple[st
 class TrainingEpisodes:
     """Plays, explains and logs the training episodes of one run (driver side)."""
 
-    def __init__(self, settings: SaliencySettings, stack: Any, errors: ErrorLog) -> None:
+    def __init__(
+        self, settings: SaliencySettings, stack: Any, errors: ErrorLog, background: BackgroundImages
+    ) -> None:
         self.settings = settings
         self.stack = stack
         self.errors = errors
+        # Drawing the GIF and the page is most of an episode's cost: done off the training thread.
+        self._background = background
         self._last_computation: int | None = None
         self._warned = False
 
@@ -116,7 +123,10 @@ class TrainingEpisodes:
                 algorithm, DEFAULT_ID, self.settings, seed, f"training step {step}"
             )
             if writer is not None:
-                write_episode(writer, data, DEFAULT_ID, step)
+                self._background.submit(
+                    functools.partial(write_episode, writer, data, DEFAULT_ID, step),
+                    "training episode (GIF and page)",
+                )
             scalars = result.setdefault(RESULT_KEY, {})
             # np.longdouble: kept out of Tune's TensorBoard logger (see report.py), reaches the others.
             scalars[f"{DEFAULT_ID}/episode/return"] = np.longdouble(data.episode_return)

@@ -30,17 +30,18 @@ class BackgroundImages:
         self._executor: ThreadPoolExecutor | None = None
         self._pending: Future | None = None
 
-    def submit(self, render_and_write: Callable[[], None]) -> None:
+    def submit(self, render_and_write: Callable[[], None], stage: str = "rendering images") -> None:
+        """Run ``render_and_write`` on the image thread; a failure is logged under ``stage``."""
         self.wait()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rllib-saliency-images")
-        self._pending = self._executor.submit(self._run, render_and_write)
+        self._pending = self._executor.submit(self._run, render_and_write, stage)
 
-    def _run(self, render_and_write: Callable[[], None]) -> None:
+    def _run(self, render_and_write: Callable[[], None], stage: str) -> None:
         try:
             render_and_write()
         except Exception as error:  # noqa: BLE001 - a logging failure never breaks training
-            self._errors.exception("rendering images", error)
+            self._errors.exception(stage, error)
 
     def wait(self) -> None:
         """Block until the pending images (if any) are written."""

@@ -78,8 +78,8 @@ class Reporter:
         # The last computation's summaries while its images are not written yet (images come
         # every ``image_every``-th computation): written when training stops or is saved.
         self._unimaged: tuple[Any, ...] | None = None
-        self._episodes = TrainingEpisodes(settings, stack, self.errors)
         self._images = BackgroundImages(self.errors)
+        self._episodes = TrainingEpisodes(settings, stack, self.errors, self._images)
 
     def on_train_result(self, algorithm: Any, result: dict, collect: Callable[[], list[dict]]) -> None:
         """One computation, if due: ``collect`` asks the stack for its workers' reports."""
