@@ -198,6 +198,8 @@ def method_caption(method: str, options: Mapping[str, Any] | None = None, image:
         names = IMAGE_OCCLUSION_OPTIONS + (("baseline",) if filled.get("fill") == "baseline" else ())
         if filled.get("fill") == "blur":
             names += ("blur_sigma",)
+        if filled.get("mask") == "gaussian":  # Greydanus-style soft perturbations
+            names += ("mask", "mask_sigma")
     shown = [_option_text(name, filled[name]) for name in names if name in filled]
     return f"{method}: {', '.join(shown)}" if shown else method
 

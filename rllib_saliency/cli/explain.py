@@ -185,12 +185,14 @@ def run_explain(context: Context) -> list[str]:
     written.append(npz_path)
 
     title = f"{pid} / {args.target} / {args.method}"
+    # As the training callback's charts: the options that change the picture, what the target is.
+    subtitle = render.chart_subtitle(args.method, options, args.target, summary.map_values is not None)
     if summary.map_values is not None:
         importance = render.saliency_grid(
-            summary.map_observations, summary.map_values, title, args.frame_maps
+            summary.map_observations, summary.map_values, title, args.frame_maps, subtitle=subtitle
         )
     else:
-        importance = render.importance_chart(summary.mean_abs, names, title)
+        importance = render.importance_chart(summary.mean_abs, names, title, subtitle)
     write_png(os.path.join(args.out, f"importance_{stem}.png"), importance[0], written)
 
     prefix = f"saliency/{pid}/{args.target}/{args.method}"

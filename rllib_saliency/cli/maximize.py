@@ -95,6 +95,8 @@ def run_maximize(context: Context) -> list[str]:
 
     best = result.best
     title = f"{pid} / {args.target}: activation maximization (best of {len(result.inputs)})"
+    # As the training callback's chart: what the target is and the value reached.
+    subtitle = f"{render.target_caption(args.target)}; reached {float(result.target_values[-1].max()):.3g}"
     if len(obs_shape) == 1:
         names = feature_names_arg(
             args.feature_names,
@@ -103,10 +105,12 @@ def run_maximize(context: Context) -> list[str]:
             context.checkpoint.feature_names,
         )
         picture = render.activation_chart(
-            result.inputs[best], result.mean, result.low, result.high, names, title
+            result.inputs[best], result.mean, result.low, result.high, names, title, subtitle
         )
     elif len(obs_shape) == 3:
-        picture = render.activation_images(result.inputs[best], result.mean, result.low, result.high, title)
+        picture = render.activation_images(
+            result.inputs[best], result.mean, result.low, result.high, title, subtitle
+        )
     else:
         picture = None
     if picture is not None:
