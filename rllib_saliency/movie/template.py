@@ -25,6 +25,7 @@ polyline{fill:none;stroke-width:1.5;vector-effect:non-scaling-stroke}
 #bars svg{background:#fff;border:1px solid #ddd}
 #errors{color:#b00;white-space:pre}
 .legend span{margin-right:10px}
+.range{font-weight:normal;color:#666;margin-left:12px}
 </style></head>
 <body>
 <div id="errors"></div>
@@ -168,7 +169,9 @@ window.addEventListener("error", function (e) {
     const legend = series.length > 1 ? "<span class=\"legend\">" + series.map((s, k) => "<span style=\"color:" + colours[k % colours.length] + "\">" + esc(s.name) + "</span>").join("") + "</span>" : "";
     const div = document.createElement("div");
     div.className = "chart";
-    div.innerHTML = "<h3>" + esc(title) + " " + legend + " <span id=\"readout-" + name + "\"></span></h3>" + svg;
+    // The curves are scaled to fill the box: say the scale, so small swings do not look large.
+    const range = all.length ? "<span class=\"range\">y from " + Math.min(...all).toPrecision(3) + " to " + Math.max(...all).toPrecision(3) + "</span>" : "";
+    div.innerHTML = "<h3>" + esc(title) + " " + legend + " <span id=\"readout-" + name + "\"></span> " + range + "</h3>" + svg;
     $("charts").appendChild(div);
     const el = div.querySelector("svg");
     el.addEventListener("click", (e) => { const r = el.getBoundingClientRect(); setStep(Math.round(((e.clientX - r.left) / r.width) * (T - 1))); });
