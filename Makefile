@@ -31,7 +31,7 @@ test: lint
 	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(FRAMEWORK_TESTS)
 
 $(FRAMEWORK_TESTS): $(STAMP)
-	RLLIB_SALIENCY_TEST_FRAMEWORK=$(@:test-%=%) $(PY) -m pytest tests -q
+	RLLIB_SALIENCY_TEST_FRAMEWORK=$(@:test-%=%) $(PY) -m pytest tests -q --durations=10
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py

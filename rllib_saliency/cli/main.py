@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import os
+import pathlib
 import sys
 import traceback
 import warnings
@@ -31,8 +32,8 @@ from rllib_saliency.cli.common import (
     tensorboard_command,
 )
 from rllib_saliency.cli.errors import PROG, CLIError
-from rllib_saliency.cli.new_stack import check_rollout, load_module
-from rllib_saliency.cli.new_stack_rollout import rollout_new_stack
+from rllib_saliency.cli.new_stack import check_rollout, load_module, load_multi_module
+from rllib_saliency.cli.new_stack_rollout import rollout_new_stack, rollout_new_stack_multi_agent
 from rllib_saliency.cli.observations import check_obs_shape, load_obs_file
 from rllib_saliency.cli.rollout import rollout_algorithm, rollout_policy
 
@@ -125,7 +126,12 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
     try:
         observations = actions = episode_ids = None
         states: tuple[np.ndarray, ...] = ()
-        if new_stack:
+        agent_ids = multi_module = None
+        if new_stack and rollout and checkpoint.info.get("multi_agent"):
+            # Every agent acts with its mapped module; the chosen one is explained.
+            multi_module = load_multi_module(checkpoint)
+            policy = multi_module[checkpoint.policy_id]
+        elif new_stack:
             policy = load_module(checkpoint)
         elif rollout and checkpoint.kind == "Algorithm":
             algorithm = build_algorithm(checkpoint, args.seed)
@@ -139,7 +145,11 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
             source = f"{len(observations)} observations from {args.obs}"
         elif rollout:
             with progress(args, total=episodes, desc="rollout", unit="episode") as bar:
-                if new_stack:
+                if multi_module is not None:
+                    rollouts = rollout_new_stack_multi_agent(
+                        checkpoint, multi_module, episodes, args.seed, bar
+                    )
+                elif new_stack:
                     rollouts = rollout_new_stack(checkpoint, policy, episodes, args.seed, bar)
                 elif algorithm is not None:
                     rollouts = rollout_algorithm(algorithm, checkpoint.policy_id, episodes, bar)
@@ -147,8 +157,10 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
                     rollouts = rollout_policy(policy, checkpoint.config, episodes, args.seed, bar)
             lap("rollout")
             observations, actions, episode_ids = rollouts.observations, rollouts.actions, rollouts.episode_ids
-            states = rollouts.states
+            states, agent_ids = rollouts.states, rollouts.agent_ids
             source = f"{len(observations)} observations from {episodes} greedy episode(s)"
+            if agent_ids is not None:
+                source += f" (agents {', '.join(dict.fromkeys(agent_ids.tolist()))})"
         else:
             source = "no observations"
         context = Context(
@@ -162,6 +174,7 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
             source=source,
             timings=timings,
             step=args.step if args.step is not None else checkpoint.step,
+            agent_ids=agent_ids,
         )
         before = seconds_total(timings)
         lap("compute")  # the moments since the last phase
@@ -194,7 +207,11 @@ def _print_summary(context: Context, written: list[str], timings: dict[str, floa
     print(f"time: {timings['total']:.2f} s total ({', '.join(parts)})")
     if "cost" in timings:
         print(f"cost: {timings['cost']}")
-    print(f"view: {tensorboard_command(context.args.out)}")
+    pages = [path for path in written if path.endswith(".html")]
+    if any(".tfevents." in os.path.basename(path) for path in written):
+        print(f"view: {tensorboard_command(context.args.out)}")
+    elif pages:  # movie: no events, the explorer pages are what to look at
+        print(f"view: open {pathlib.Path(os.path.abspath(pages[0])).as_uri()} in a browser")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,6 +50,9 @@ def test_new_stack_movie_files(run):
     assert result.returncode == 0, result.stderr[-3000:]
     out = run["out"]
     assert sorted(os.listdir(out)) == ["episode_0.gif", "episode_0.html", "episode_0.npz"]
+    # No events are written, so the last line points at the page, not at TensorBoard.
+    page = (out / "episode_0.html").resolve().as_uri()
+    assert result.stdout.strip().splitlines()[-1] == f"view: open {page} in a browser"
     steps = len(np.load(out / "episode_0.npz")["observations"])  # the episode, or --max-steps of it
     assert 1 < steps <= STEPS
     image = Image.open(out / "episode_0.gif")
