@@ -19,14 +19,16 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from browser import artifacts_dir, attribute, curve_points, dump_dom, external_references, screenshot, text_of
-from conftest import ppo_config
+from conftest import FRAMEWORK, ppo_config
 from PIL import Image
 
 from rllib_saliency import explain
 from rllib_saliency.movie import MovieData, render_frames, write_page
 from rllib_saliency.movie.page import page_payload
 
-pytestmark = pytest.mark.slow
+# The movie goes through explain(), whose graph/eager agreement other tests check: once is
+# enough (the "tf" process; the browser and render tests run in the "tf2" one, to balance).
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(FRAMEWORK != "tf", reason="run once")]
 
 CLI = [sys.executable, "-m", "rllib_saliency.cli", "movie"]
 STEPS = 40  # --max-steps of the CartPole run

@@ -29,7 +29,10 @@ from test_callbacks_tensorboard import free_port
 
 from rllib_saliency import SaliencyCallbacks
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(FRAMEWORK != "tf", reason="run once")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(FRAMEWORK != "tf2", reason="run once (in the tf2 process, to balance the suite)"),
+]
 
 NAMES = ["cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity"]
 ARTIFACTS = os.environ.get(
@@ -100,7 +103,8 @@ def test_time_series_page_loads_our_images(server):
     os.makedirs(ARTIFACTS, exist_ok=True)
     for kind in ("evolution", "importance"):
         url = f"{base}/?tagFilter={kind}#timeseries"
-        for _ in range(3):  # the first visit may end before every card fetched its image
+        for attempt in range(6):  # a visit may end before every card fetched its image (loaded machine)
+            time.sleep(2 * attempt)
             dom = browse(browser, url, "--dump-dom").stdout
             sources = {html.unescape(s) for s in re.findall(r'<img[^>]+src="([^"]*imageData[^"]*)"', dom)}
             if len(sources) == 4:
@@ -128,7 +132,8 @@ def test_images_dashboard_shows_every_chart(server):
 def screenshot(browser: str, url: str, path: str, count) -> int:
     """Screenshot ``url`` (again, while the page had not drawn its images yet); ``count(path)``."""
     found = 0
-    for _ in range(3):
+    for attempt in range(6):  # on a loaded machine the server can answer after the budget ran out
+        time.sleep(2 * attempt)
         result = browse(browser, url, f"--screenshot={path}", "--enable-logging=stderr", "--v=0")
         assert os.path.exists(path), result.stderr[-2000:]
         assert "Uncaught" not in result.stderr, result.stderr[-2000:]
