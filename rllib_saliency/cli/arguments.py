@@ -32,8 +32,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, needs_data: bool) -> N
         type=int,
         metavar="N",
         help=f"roll out N whole episodes with the trained policy (explore=False) in its own environment "
-        "(new API stack: through the checkpoint's env-to-module and module-to-env connectors, "
-        "single-agent only; the observations recorded are the module's inputs) "
+        "(new API stack: through the checkpoint's env-to-module and module-to-env connectors; "
+        "the observations recorded are the module's inputs; multi-agent: every agent acts with the "
+        "module policy_mapping_fn maps it to, the rows of the --policy module are recorded) "
         f"(default {DEFAULT_EPISODES}"
         + ("" if needs_data else "; 0: no observations, only with --init random")
         + ")",
@@ -44,7 +45,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, needs_data: bool) -> N
         help="use these observations instead: a .npy array (N, *obs_shape) of preprocessed "
         "observations as in the policy's sample batches (new API stack: as the module takes them, "
         "after the env-to-module connectors), or an .npz with an 'observations' array (e.g. one "
-        "this command wrote); needed for RLModule checkpoints and multi-agent new-API-stack ones",
+        "this command wrote); needed for RLModule checkpoints",
     )
     parser.add_argument(
         "--import", dest="imports", action="append", default=[], metavar="MODULE", help=IMPORT_HELP

@@ -33,6 +33,8 @@ class Context:
     timings: dict[str, float]
     step: int
     notes: list[str] = field(default_factory=list)
+    # Multi-agent rollouts (new API stack): the agent each observation belongs to.
+    agent_ids: np.ndarray | None = None
 
 
 def process_age() -> float | None:

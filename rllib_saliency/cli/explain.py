@@ -172,6 +172,7 @@ def run_explain(context: Context) -> list[str]:
         target_values=target_values,
         **({"delta": delta} if delta is not None else {}),
         **({"episode_ids": context.episode_ids} if context.episode_ids is not None else {}),
+        **({"agent_ids": context.agent_ids} if context.agent_ids is not None else {}),
         **dict(zip(state_names, context.states, strict=False)),
         feature_names=np.asarray(names),
         mean_abs=summary.mean_abs,

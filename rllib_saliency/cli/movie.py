@@ -44,6 +44,13 @@ def check_movie(args: argparse.Namespace, checkpoint: Checkpoint) -> None:
     if checkpoint.stack == "new":
         from rllib_saliency.cli.new_stack import check_rollout
 
+        if checkpoint.info.get("multi_agent"):
+            raise CLIError(
+                f"{checkpoint.path!r} is a multi-agent checkpoint: movies of multi-agent environments "
+                "are not supported yet; use `rllib-saliency explain` (or `maximize`) with --policy "
+                f"MODULE_ID (here {checkpoint.policy_id!r}), which roll out the multi-agent environment "
+                "and record the chosen module's observations."
+            )
         check_rollout(checkpoint)
     else:
         check_environment(checkpoint.config)

@@ -20,6 +20,12 @@ one array per state leaf (``tree.flatten`` order, the names of
 ``recurrent_layout(module)``), of the shape ``module.get_initial_state()`` gives
 one sample. The batch has a time axis then (``AddTimeDimToBatchAndZeroPad``): the
 observation comes as ``(1, 1, *obs_shape)``, the state leaves as ``(1, *leaf_shape)``.
+
+Multi-agent checkpoints (:func:`rollout_new_stack_multi_agent`): the same loop over a
+``MultiAgentEpisode`` with the config's ``policy_mapping_fn``, as RLlib's
+``MultiAgentEnvRunner`` steps one env, the learner's whole ``MultiRLModule`` acting for
+every agent; the chosen module's rows of each step's env-to-module output are recorded,
+with the agent each belongs to.
 """
 
 from __future__ import annotations
@@ -86,11 +92,17 @@ def _numpy(value: Any) -> Any:
 def _module_input(batch: dict[str, Any], module: Any, module_id: str, stateful: bool) -> np.ndarray:
     """The observation row the module is about to see, as numpy (stateful modules: the
     batch has a time axis of one step)."""
+    return _module_rows(batch, module, module_id, stateful, 1)[0]
+
+
+def _module_rows(batch: dict[str, Any], module: Any, module_id: str, stateful: bool, n: int) -> np.ndarray:
+    """The ``n`` observation rows the module is about to see, ``(n, *obs_shape)`` as numpy
+    (stateful modules: the batch has a time axis of one step, dropped here)."""
     from ray.rllib.core.columns import Columns
 
     obs = _numpy(batch.get(Columns.OBS))
     shape = tuple(module.observation_space.shape or ())
-    lead = (1, 1) if stateful else (1,)
+    lead = (n, 1) if stateful else (n,)
     if not isinstance(obs, np.ndarray) or obs.shape != (*lead, *shape):
         what = f"shape {obs.shape}" if isinstance(obs, np.ndarray) else type(obs).__name__
         raise CLIError(
@@ -100,12 +112,19 @@ def _module_input(batch: dict[str, Any], module: Any, module_id: str, stateful: 
             + "; rllib-saliency explains modules that take one observation array per step "
             + ("(no nested observations)." if stateful else "(no time dimension, no nested observations).")
         )
-    return obs[(0,) * len(lead)]
+    return obs[:, 0] if stateful else obs
 
 
 def _module_state(batch: dict[str, Any], initial: Any, module_id: str) -> list[np.ndarray]:
     """The state the stateful module is about to step from (``batch[Columns.STATE_IN]``, one
     sample): its leaves in ``tree.flatten`` order, each of its initial state's shape."""
+    return [leaf[0] for leaf in _module_states(batch, initial, module_id, 1)]
+
+
+def _module_states(batch: dict[str, Any], initial: Any, module_id: str, n: int) -> list[np.ndarray]:
+    """The states the stateful module is about to step ``n`` rows from
+    (``batch[Columns.STATE_IN]``): its leaves in ``tree.flatten`` order, each ``(n, *shape)``
+    with its initial state's ``shape``."""
     import tree
     from ray.rllib.core.columns import Columns
 
@@ -121,13 +140,13 @@ def _module_state(batch: dict[str, Any], initial: Any, module_id: str) -> list[n
         ) from error
     for leaf, first in zip(tree.flatten(state), tree.flatten(initial), strict=True):
         array = np.asarray(_numpy(leaf), np.float32)
-        expected = (1, *np.shape(_numpy(first)))
+        expected = (n, *np.shape(_numpy(first)))
         if array.shape != expected:
             raise CLIError(
                 f"the env-to-module connectors give stateful module {module_id!r} a STATE_IN leaf of "
-                f"shape {array.shape}, not {expected} (one sample of its initial state)."
+                f"shape {array.shape}, not {expected} ({n} sample(s) of its initial state)."
             )
-        leaves.append(array[0])
+        leaves.append(array)
     return leaves
 
 
@@ -199,3 +218,143 @@ def rollout_new_stack(checkpoint: Checkpoint, module: Any, episodes: int, seed: 
         checkpoint.policy_id,
         [[np.stack(leaf) for leaf in zip(*states, strict=True)]] if states else [],
     )
+
+
+def mapping_function(config: dict[str, Any]) -> Any:
+    """The checkpoint's agent-to-module mapping (``config.multi_agent(policy_mapping_fn=...)``),
+    called as RLlib's ``MultiAgentEpisode`` calls it: ``fn(agent_id, episode)``."""
+    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
+
+    function = config.get("policy_mapping_fn") or AlgorithmConfig.DEFAULT_POLICY_MAPPING_FN
+    if not callable(function):
+        raise CLIError(
+            f"the checkpoint's policy_mapping_fn is a {type(function).__name__}, not a function of "
+            "(agent_id, episode): the config is damaged; pass --obs FILE."
+        )
+    return function
+
+
+def rollout_new_stack_multi_agent(
+    checkpoint: Checkpoint, multi_module: Any, episodes: int, seed: int, bar: Any
+) -> Rollouts:
+    """Whole greedy episodes (``explore=False``) of a multi-agent checkpoint in its own
+    ``MultiAgentEnv``, every agent acting with the module ``policy_mapping_fn`` maps it to,
+    episode ``k`` reset with seed ``seed + k``; recorded: the rows of the chosen module
+    (``checkpoint.policy_id``), with the agent each row belongs to.
+
+    As RLlib 2.60's ``MultiAgentEnvRunner`` steps one env: a ``MultiAgentEpisode`` with the
+    config's mapping; each step the env-to-module pipeline maps the acting agents' data to
+    module batches (``AgentToModuleMapping``; the row order per module is
+    ``shared_data["memorized_map_structure"][module_id]``, as ``(episode id, agent id)``
+    pairs), ``multi_module.forward_inference`` runs every module on its rows, the
+    module-to-env pipeline unmaps the actions to the agents (unsquashed/clipped for the env
+    under ``ACTIONS_FOR_ENV``), the env steps with them, and the step goes into the episode
+    (``STATE_OUT`` included: stateful modules' next ``STATE_IN``). The chosen module's
+    ``batch[module_id][Columns.OBS]`` (and ``STATE_IN``) rows are recorded before the forward
+    pass; its actions are the module's (before unsquashing/clipping)."""
+    from collections import defaultdict
+
+    from ray.rllib.core.columns import Columns
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
+    from ray.rllib.env.multi_agent_episode import MultiAgentEpisode
+
+    module_id = checkpoint.policy_id
+    module = multi_module[module_id]
+    env_to_module, module_to_env = load_connectors(checkpoint)
+    mapping = mapping_function(checkpoint.config)
+    env = make_env(checkpoint.config)
+    stateful = module.is_stateful()
+    initial = module.get_initial_state() if stateful else None
+    observations, actions, episode_ids, agent_ids, states = [], [], [], [], []
+    acted: dict[str, set[str]] = defaultdict(set)  # module id -> agents that acted with it
+    try:
+        base = getattr(env, "unwrapped", env)  # the MultiAgentEnv under any gymnasium wrappers
+        if not isinstance(base, MultiAgentEnv):
+            raise CLIError(
+                f"the checkpoint's config is multi-agent but its environment "
+                f"{checkpoint.config.get('env')!r} is a {type(env).__name__}, not a ray.rllib "
+                "MultiAgentEnv: it cannot be rolled out with the config's policy_mapping_fn; pass "
+                "--obs FILE."
+            )
+        for index in range(episodes):
+            observation, infos = env.reset(seed=seed + index)
+            agents = list(getattr(base, "possible_agents", None) or observation)
+            episode = MultiAgentEpisode(
+                observation_space={aid: base.get_observation_space(aid) for aid in agents},
+                action_space={aid: base.get_action_space(aid) for aid in agents},
+                agent_to_module_mapping_fn=mapping,
+            )
+            episode.add_env_reset(observations=observation, infos=infos)
+            shared_data: dict[str, Any] = {}
+            while not episode.is_done:
+                batch = env_to_module(
+                    episodes=[episode], rl_module=multi_module, explore=False, shared_data=shared_data
+                )
+                rows = shared_data.get("memorized_map_structure") or {}
+                for mid, keys in rows.items():
+                    acted[str(mid)].update(str(agent) for _, agent in keys)
+                if not batch or not rows:
+                    raise CLIError(
+                        f"episode {index}: the env-to-module connectors mapped no acting agent to a "
+                        "module (no AgentToModuleMapping output), though the episode is not done; "
+                        "rllib-saliency rolls out multi-agent checkpoints through RLlib's default "
+                        "multi-agent connectors; pass --obs FILE."
+                    )
+                if module_id in batch:
+                    keys = rows.get(module_id) or []
+                    n = len(keys)
+                    observations.append(_module_rows(batch[module_id], module, module_id, stateful, n))
+                    if stateful:  # the state each row's step is taken in
+                        states.append(_module_states(batch[module_id], initial, module_id, n))
+                    recorded = [agent for _, agent in keys]
+                else:
+                    recorded = []
+                outputs = multi_module.forward_inference(batch)
+                to_env = module_to_env(
+                    batch=outputs,
+                    episodes=[episode],
+                    rl_module=multi_module,
+                    explore=False,
+                    shared_data=shared_data,
+                )
+                agent_actions = to_env.pop(Columns.ACTIONS)[0]
+                env_actions = to_env.pop(Columns.ACTIONS_FOR_ENV, [agent_actions])[0]
+                extra_model_outputs: dict[Any, dict[str, Any]] = defaultdict(dict)
+                for column, per_episode in to_env.items():
+                    for agent, value in per_episode[0].items():
+                        extra_model_outputs[agent][column] = value
+                for agent in recorded:
+                    actions.append(np.asarray(agent_actions[agent]))
+                    episode_ids.append(index)
+                    agent_ids.append(str(agent))
+                observation, rewards, terminateds, truncateds, infos = env.step(env_actions)
+                episode.add_env_step(
+                    observations=observation,
+                    actions=agent_actions,
+                    rewards=rewards,
+                    infos=infos,
+                    terminateds=terminateds,
+                    truncateds=truncateds,
+                    # STATE_OUT included: the next step's STATE_IN (AddStatesFromEpisodesToBatch).
+                    extra_model_outputs=dict(extra_model_outputs),
+                )
+            bar.update(1)
+    finally:
+        env.close()
+    if not observations:
+        mapped = "; ".join(f"{mid!r}: agents {sorted(agents)}" for mid, agents in sorted(acted.items()))
+        raise CLIError(
+            f"--policy {module_id!r}: no agent acted with module {module_id!r} in the {episodes} "
+            f"episode(s) rolled out (policy_mapping_fn mapped {mapped or 'no agents'}); choose a module "
+            "id that agents are mapped to, or pass --obs FILE."
+        )
+    rollouts = collect(
+        [np.concatenate(observations)],
+        [np.stack(actions)],
+        [np.asarray(episode_ids, np.int64)],
+        episodes,
+        module_id,
+        [[np.concatenate(leaf) for leaf in zip(*states, strict=True)]] if states else [],
+    )
+    rollouts.agent_ids = np.asarray(agent_ids)
+    return rollouts

@@ -18,6 +18,8 @@ class Rollouts:
     episode_ids: np.ndarray
     episodes: int
     states: tuple[np.ndarray, ...] = ()  # recurrent models: the state each step was taken in
+    # Multi-agent rollouts of the new API stack: the agent each row belongs to (as str).
+    agent_ids: np.ndarray | None = None
 
 
 def rollout_algorithm(algorithm: Any, policy_id: str, episodes: int, bar: Any) -> Rollouts:

@@ -3,7 +3,9 @@
 Tiny real PPO runs (one training iteration) are saved with ``algo.save_to_path``:
 CartPole-v1 with RLlib's default connectors, and FrozenLake-v1 (Discrete
 observations) with a ``FlattenObservations`` env-to-module connector, so that the
-module sees one-hot vectors, not the env's integers. The CLI runs as a subprocess
+module sees one-hot vectors, not the env's integers, and a two-module MultiAgentCartPole
+(three agents: agent 0 acts with module "p0", agents 1 and 2 with "p1"), rolled out
+for each module id. The CLI runs as a subprocess
 (real exit codes); its outputs are checked against ``explain()`` /
 ``maximize_activation()`` on the checkpoint's learner module, and its rollouts
 against replays of the same seeded episodes.
@@ -72,6 +74,22 @@ def describe(result: subprocess.CompletedProcess) -> str:
     return f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
 
 
+def multi_agent_config(num_agents: int = 3):
+    """MultiAgentCartPole (each agent its own CartPole, all reset with the same seed): agent 0
+    acts with module "p0", every other agent with "p1". The mapping is a lambda, which the
+    checkpoint pickles by value (the CLI processes need not import this module)."""
+    from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
+
+    return (
+        new_ppo_config()
+        .environment(MultiAgentCartPole, env_config={"num_agents": num_agents})
+        .multi_agent(
+            policies={"p0", "p1"},
+            policy_mapping_fn=lambda agent, episode, **kw: "p0" if agent == 0 else "p1",
+        )
+    )
+
+
 @pytest.fixture(scope="module")
 def setup(ray_cluster, tmp_path_factory):
     from ray.rllib.connectors.env_to_module import FlattenObservations
@@ -99,18 +117,18 @@ def setup(ray_cluster, tmp_path_factory):
         checkpoints[name] = str(root / name)
         algo.save_to_path(checkpoints[name])
         algo.stop()
-    # Multi-agent (two modules; saved untrained): --policy picks the module, on --obs.
-    from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
-
-    multi = (
-        new_ppo_config()
-        .environment(MultiAgentCartPole, env_config={"num_agents": 2})
-        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda agent, episode, **kw: f"p{agent}")
-        .build_algo()
-    )
+    # Multi-agent (two modules, three agents; one training iteration): --policy picks the module.
+    multi = multi_agent_config().build_algo()
+    result = multi.train()
+    steps["multi"] = int(result["env_runners"]["num_env_steps_sampled_lifetime"])
     checkpoints["multi"] = str(root / "multi")
     multi.save_to_path(checkpoints["multi"])
     multi.stop()
+    # One agent, mapped to "p0": module "p1" never acts (saved untrained).
+    lonely = multi_agent_config(num_agents=1).build_algo()
+    checkpoints["multi_unused"] = str(root / "multi_unused")
+    lonely.save_to_path(checkpoints["multi_unused"])
+    lonely.stop()
     # An RLModule checkpoint on its own (no env, no connectors): explained on --obs only.
     module = RLModule.from_checkpoint(os.path.join(checkpoints["cartpole"], MODULE_DIR))
     checkpoints["module"] = str(root / "module")
@@ -183,6 +201,47 @@ def setup(ray_cluster, tmp_path_factory):
             str(root / "obs.npy"),
             "--out",
             str(out / "multi_obs"),
+            "--quiet",
+        ],
+        # Multi-agent rollouts, one module at a time (agents 1 and 2 both act with p1).
+        "multi_p0": [
+            "explain",
+            checkpoints["multi"],
+            "--policy",
+            "p0",
+            "--episodes",
+            "2",
+            "--out",
+            str(out / "multi_p0"),
+        ],
+        "multi_p1_value": [
+            "explain",
+            checkpoints["multi"],
+            "--policy",
+            "p1",
+            "--episodes",
+            "2",
+            "--target",
+            "value",
+            "--out",
+            str(out / "multi_p1_value"),
+            "--quiet",
+        ],
+        "multi_maximize": [
+            "maximize",
+            checkpoints["multi"],
+            "--policy",
+            "p1",
+            "--episodes",
+            "1",
+            "--target",
+            "action_1",
+            "--steps",
+            "10",
+            "--n-starts",
+            "2",
+            "--out",
+            str(out / "multi_maximize"),
             "--quiet",
         ],
     }
@@ -352,6 +411,80 @@ def test_multi_agent_module_chosen_with_policy_on_an_obs_file(setup):
     assert scalars(load(str(directory)), "saliency/p1/action/gradient/mean_abs/f0")
 
 
+def multi_module(setup, module_id: str):
+    return RLModule.from_checkpoint(
+        os.path.join(setup["checkpoints"]["multi"], "learner_group", "learner", "rl_module", module_id)
+    )
+
+
+def replay_agents(data) -> np.ndarray:
+    """MultiAgentCartPole's agents each play a CartPole reset with the episode's seed: every
+    (episode, agent)'s rows replayed with its recorded actions, in the recorded row order."""
+    replayed = np.empty_like(data["observations"])
+    for k in np.unique(data["episode_ids"]):
+        for agent in np.unique(data["agent_ids"]):
+            rows = (data["episode_ids"] == k) & (data["agent_ids"] == agent)
+            replayed[rows] = replay("CartPole-v1", data["actions"][rows], np.full(rows.sum(), k))
+    return replayed
+
+
+@pytest.mark.parametrize(
+    ("job", "module_id", "target", "agents"),
+    [("multi_p0", "p0", "action", ["0"]), ("multi_p1_value", "p1", "value", ["1", "2"])],
+)
+def test_multi_agent_rollouts_record_the_chosen_modules_agents(setup, job, module_id, target, agents):
+    """Every agent acts with its mapped module (policy_mapping_fn); the rows recorded are the
+    chosen module's env-to-module outputs, each with its agent, and are explained on it."""
+    result = setup["results"][job]
+    assert result.returncode == 0, describe(result)
+    assert f"module {module_id!r}" in result.stdout and f"(agents {', '.join(agents)})" in result.stdout
+    data = np.load(setup["out"] / job / f"attributions_{module_id}_{target}_gradient.npz")
+    obs, actions = data["observations"], data["actions"]
+    assert str(data["policy_id"]) == module_id and obs.shape[1:] == (4,)
+    assert sorted(np.unique(data["agent_ids"])) == agents and sorted(np.unique(data["episode_ids"])) == [0, 1]
+    assert len(obs) == len(actions) == len(data["agent_ids"]) == len(data["attributions"])
+    module = multi_module(setup, module_id)
+    # Greedy actions of the chosen module, along each agent's seeded episode (whole episodes).
+    np.testing.assert_array_equal(actions, greedy(module, obs))
+    np.testing.assert_allclose(obs, replay_agents(data), atol=1e-6)
+    reference = explain(module, obs, "gradient", target)
+    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(data["target_values"], reference.target_values, rtol=1e-5, atol=1e-6)
+    if target == "value":  # the learner module's value head
+        with torch.no_grad():
+            values = module.compute_values({Columns.OBS: torch.as_tensor(obs)}).numpy()
+        np.testing.assert_allclose(data["target_values"], values, rtol=1e-5, atol=1e-6)
+    step = setup["steps"]["multi"]
+    assert int(data["step"]) == step
+    series = scalars(load(str(setup["out"] / job)), f"saliency/{module_id}/{target}/gradient/mean_abs/f0")
+    assert list(series) == [step]
+
+
+def test_multi_agent_maximize_from_rollouts(setup):
+    result = setup["results"]["multi_maximize"]
+    assert result.returncode == 0, describe(result)
+    data = np.load(setup["out"] / "multi_maximize" / "actmax_p1_action_1.npz")
+    # The same seeded episode 0 as explain's rollout of p1: agents 1 and 2's rows.
+    rollout = np.load(setup["out"] / "multi_p1_value" / "attributions_p1_value_gradient.npz")
+    np.testing.assert_array_equal(data["observations"], rollout["observations"][rollout["episode_ids"] == 0])
+    module = multi_module(setup, "p1")
+    reference = maximize_activation(
+        module, "action_1", obs=data["observations"], steps=10, n_starts=2, seed=0
+    )
+    np.testing.assert_allclose(data["inputs"], reference.inputs, rtol=1e-4, atol=1e-5)
+    assert scalars(load(str(setup["out"] / "multi_maximize")), "saliency/p1/actmax/action_1/value")
+
+
+def test_multi_agent_module_no_agent_acts_with_exits_1(setup, capsys):
+    from rllib_saliency.cli import main
+
+    argv = ["explain", setup["checkpoints"]["multi_unused"], "--policy", "p1", "--episodes", "1"]
+    assert main([*argv, "--out", str(setup["root"] / "unused"), "--quiet"]) == 1
+    error = capsys.readouterr().err
+    assert "rllib-saliency explain: error: --policy 'p1': no agent acted with module 'p1'" in error, error
+    assert "'p0': agents ['0']" in error and "Traceback" not in error
+
+
 @pytest.mark.parametrize(
     ("arguments", "messages"),
     [
@@ -360,7 +493,11 @@ def test_multi_agent_module_chosen_with_policy_on_an_obs_file(setup):
         (["maximize", "{cartpole}", "--target", "action_7"], ["target 'action_7' is out of range"]),
         (["explain", "{incomplete}"], ["lacks learner_group/learner/rl_module", "incomplete"]),
         (["explain", "{multi}"], ["holds several RLModules ('p0', 'p1')", "--policy MODULE_ID"]),
-        (["explain", "{multi}", "--policy", "p1"], ["multi-agent checkpoint", "--obs FILE"]),
+        (["explain", "{multi}", "--policy", "p7"], ["--policy 'p7'", "available module ids: 'p0', 'p1'"]),
+        (
+            ["movie", "{multi}", "--policy", "p1"],
+            ["multi-agent checkpoint", "movies of multi-agent environments are not supported", "--policy"],
+        ),
     ],
 )
 def test_documented_errors_exit_1_with_a_message(setup, capsys, arguments, messages):
@@ -402,12 +539,34 @@ def lstm_setup(ray_cluster, tmp_path_factory):
     checkpoint = str(root / "lstm")
     algo.save_to_path(checkpoint)
     algo.stop()
+    # Multi-agent, stateful: two agents, each with its own LSTM module (p0, p1).
+    multi = (
+        multi_agent_config(num_agents=2)
+        .training(train_batch_size=128, minibatch_size=64)
+        .rl_module(model_config=DefaultModelConfig(use_lstm=True, max_seq_len=8, lstm_cell_size=LSTM_CELL))
+        .build_algo()
+    )
+    multi.train()
+    multi_checkpoint = str(root / "lstm_multi")
+    multi.save_to_path(multi_checkpoint)
+    multi.stop()
     obs = np.random.default_rng(1).normal(0.0, 0.5, (12, 4)).astype(np.float32)
     np.save(root / "obs.npy", obs)
     out = root / "out"
     first = run_all(
         {
             "rollout": ["explain", checkpoint, "--episodes", "3", "--out", str(out / "rollout"), "--quiet"],
+            "multi": [
+                "explain",
+                multi_checkpoint,
+                "--policy",
+                "p1",
+                "--episodes",
+                "2",
+                "--out",
+                str(out / "multi"),
+                "--quiet",
+            ],
             "obs": [
                 "explain",
                 checkpoint,
@@ -441,7 +600,14 @@ def lstm_setup(ray_cluster, tmp_path_factory):
     again = run_all(
         {"npz": ["explain", checkpoint, "--obs", str(rollout_npz), "--out", str(out / "npz"), "--quiet"]}
     )
-    yield {"root": root, "checkpoint": checkpoint, "out": out, "obs": obs, "results": {**first, **again}}
+    yield {
+        "root": root,
+        "checkpoint": checkpoint,
+        "multi_checkpoint": multi_checkpoint,
+        "out": out,
+        "obs": obs,
+        "results": {**first, **again},
+    }
 
 
 def lstm_step(module, obs: np.ndarray, states: dict[str, np.ndarray]):
@@ -540,3 +706,30 @@ def test_stateful_module_maximize_from_the_initial_state(lstm_setup):
         module, data["inputs"].astype(np.float32), initial_state(module, len(data["inputs"]))
     )
     np.testing.assert_allclose(data["target_values"][-1], logits[:, 1], rtol=1e-4, atol=1e-5)
+
+
+def test_stateful_multi_agent_module_rolls_out_in_the_recorded_states(lstm_setup):
+    """Multi-agent and stateful: module p1's rows (agent 1's) with the state each step was taken
+    in, fed back by RLlib's connectors from the module's STATE_OUT as in single-agent runs."""
+    result = lstm_setup["results"]["multi"]
+    assert result.returncode == 0, describe(result)
+    data = np.load(lstm_setup["out"] / "multi" / "attributions_p1_action_gradient.npz")
+    obs, actions, episode_ids = data["observations"], data["actions"], data["episode_ids"]
+    states = {name: data[name] for name in STATE_NAMES}
+    assert list(np.unique(data["agent_ids"])) == ["1"] and sorted(np.unique(episode_ids)) == [0, 1]
+    for name in STATE_NAMES:
+        assert states[name].shape == (len(obs), 1, LSTM_CELL), name
+    module = RLModule.from_checkpoint(
+        os.path.join(lstm_setup["multi_checkpoint"], "learner_group", "learner", "rl_module", "p1")
+    )
+    np.testing.assert_allclose(obs, replay("CartPole-v1", actions, episode_ids), atol=1e-6)
+    first = np.r_[True, episode_ids[1:] != episode_ids[:-1]]
+    initial = initial_state(module, len(obs))
+    greedy_actions, _, state_out = lstm_step(module, obs, states)
+    np.testing.assert_array_equal(actions, greedy_actions)
+    following = ~first[1:]
+    for name in STATE_NAMES:
+        np.testing.assert_array_equal(states[name][first], initial[name][first])
+        np.testing.assert_allclose(states[name][1:][following], state_out[name][:-1][following], atol=1e-6)
+    reference = explain(module, obs, "gradient", "action", state=states)
+    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
