@@ -33,6 +33,21 @@ class EpisodeRecord:
         return len(self.observations)
 
 
+def _record(
+    observations: list, actions: np.ndarray, rewards: list, states: list, recorder: Any, cut: bool
+) -> EpisodeRecord:
+    """One played episode's steps (both stacks' rollouts) as an :class:`EpisodeRecord`."""
+    return EpisodeRecord(
+        observations=np.stack(observations),
+        actions=actions,
+        rewards=np.asarray(rewards, np.float32),
+        frames=recorder.take(len(observations)),
+        states=tuple(np.stack(leaf) for leaf in zip(*states, strict=True)) if states else (),
+        truncated_by_max_steps=cut,
+        notes=list(dict.fromkeys(recorder.notes)),
+    )
+
+
 def enable_rendering(env: Any) -> bool:
     """Switch ``env`` to ``render_mode="rgb_array"`` where it supports it; whether it renders."""
     base = env.unwrapped
@@ -170,17 +185,7 @@ def play_old_stack(
                     inputs = next_step_inputs(layout, inputs, state_out, action, reward)
             if not observations:
                 raise CLIError(f"episode {episode} ended before the policy acted.")
-            records.append(
-                EpisodeRecord(
-                    observations=np.stack(observations),
-                    actions=np.asarray(actions),
-                    rewards=np.asarray(rewards, np.float32),
-                    frames=recorder.take(len(observations)),
-                    states=tuple(np.stack(c) for c in zip(*states, strict=True)) if states else (),
-                    truncated_by_max_steps=cut,
-                    notes=list(dict.fromkeys(recorder.notes)),
-                )
-            )
+            records.append(_record(observations, np.asarray(actions), rewards, states, recorder, cut))
             if bar is not None:
                 bar.update(1)
     finally:
@@ -277,17 +282,7 @@ def play_new_stack_episodes(
                 rewards.append(float(reward))
             if not observations:
                 raise CLIError(f"episode {index} ended before the module acted.")
-            records.append(
-                EpisodeRecord(
-                    observations=np.stack(observations),
-                    actions=np.stack(actions),
-                    rewards=np.asarray(rewards, np.float32),
-                    frames=recorder.take(len(observations)),
-                    states=tuple(np.stack(leaf) for leaf in zip(*states, strict=True)) if states else (),
-                    truncated_by_max_steps=cut,
-                    notes=list(dict.fromkeys(recorder.notes)),
-                )
-            )
+            records.append(_record(observations, np.stack(actions), rewards, states, recorder, cut))
             if bar is not None:
                 bar.update(1)
     finally:
