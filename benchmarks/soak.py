@@ -117,7 +117,23 @@ def soak(framework: str, computations: int) -> dict:
         "rss_growth_after_warmup": end_state["rss_mb"] / warm_rss - 1,
         "ms_per_computation_first": 1e3 * statistics.median(times[10 : 10 + window]),
         "ms_per_computation_last": 1e3 * statistics.median(times[-window:]),
+        # Least-squares trend over all computations after the first 10, as a share of the mean:
+        # robust to the machine noise that moves single 100-computation medians by ±20 %.
+        "trend_over_run": _trend(times[10:]),
+        # The whole curve, so a drift shows its shape (steady climb, step, or noise).
+        "ms_per_computation_by_window": [
+            round(1e3 * statistics.median(times[i : i + window]), 1) for i in range(0, len(times), window)
+        ],
     }
+
+
+def _trend(times: list[float]) -> float:
+    """The least-squares line's change from the first to the last point, relative to the mean."""
+    import numpy as np
+
+    y = np.asarray(times, np.float64)
+    slope = np.polyfit(np.arange(len(y)), y, 1)[0]
+    return float(slope * (len(y) - 1) / y.mean())
 
 
 def train(iterations: int, saliency: bool = True) -> dict:
@@ -139,6 +155,10 @@ def train(iterations: int, saliency: bool = True) -> dict:
         "s_per_iteration_first": statistics.median(times[1 : window + 1]),
         "s_per_iteration_last": statistics.median(times[-window:]),
     }
+
+
+def _trend_text(row: dict) -> str:
+    return f"{row['trend_over_run']:+.1%}" if "trend_over_run" in row else "not measured"
 
 
 def main() -> None:
@@ -180,9 +200,9 @@ def main() -> None:
     (RESULTS / "soak.json").write_text(json.dumps(rows, indent=2))
     print(
         "| mode | computations | RSS start → warm → end (MiB) | growth from start / from warm "
-        "| policy graph ops | engine | ms/computation first → last 100 |"
+        "| policy graph ops | engine | ms/computation first → last 100 | trend over the run |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     labels = {"tf": "graph (tf)", "tf2": "eager (tf2)", "torch": "new stack (torch)"}
     for mode in (m for m in labels if m in rows):
         r = rows[mode]
@@ -198,7 +218,8 @@ def main() -> None:
             f"| {r['start']['rss_mb']:.0f} → {r['rss_mb_after_warmup']:.0f} → {r['end']['rss_mb']:.0f} "
             f"| {r['rss_growth']:+.1%} / {r['rss_growth_after_warmup']:+.1%} "
             f"| {ops} | {engine} "
-            f"| {r['ms_per_computation_first']:.0f} → {r['ms_per_computation_last']:.0f} |"
+            f"| {r['ms_per_computation_first']:.0f} → {r['ms_per_computation_last']:.0f} "
+            f"| {_trend_text(r)} |"
         )
     for key, label in (("train", "with rllib-saliency, every=1"), ("baseline", "without rllib-saliency")):
         if key not in rows:

@@ -30,6 +30,7 @@ with the agent each belongs to.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,7 +38,7 @@ import numpy as np
 from rllib_saliency.cli.checkpoint import Checkpoint, check_environment, env_error
 from rllib_saliency.cli.errors import IMPORT_HINT, CLIError
 from rllib_saliency.cli.new_stack import ENV_TO_MODULE_DIR, MODULE_TO_ENV_DIR
-from rllib_saliency.cli.rollout import Rollouts, collect
+from rllib_saliency.cli.rollout import PlayedEpisode, Rollouts, collect
 
 
 def make_env(config: dict[str, Any]) -> Any:
@@ -150,17 +151,73 @@ def _module_states(batch: dict[str, Any], initial: Any, module_id: str, n: int) 
     return leaves
 
 
-def rollout_new_stack(checkpoint: Checkpoint, module: Any, episodes: int, seed: int, bar: Any) -> Rollouts:
-    """Whole greedy episodes (``explore=False``) in the checkpoint's own env, episode ``k``
-    reset with seed ``seed + k``."""
+def play_module_episode(
+    env: Any,
+    env_to_module: Any,
+    module_to_env: Any,
+    module: Any,
+    module_id: str,
+    seed: int,
+    max_steps: int | None = None,
+    before_step: Callable[[], None] | None = None,
+) -> PlayedEpisode:
+    """One greedy episode (``explore=False``) of a single-agent module in ``env``, reset with
+    ``seed``, through the given connector pipelines as ``SingleAgentEnvRunner`` steps (see the
+    module docstring). ``before_step`` runs before each step's forward pass (e.g. a movie
+    renders the state acted on)."""
     from ray.rllib.core.columns import Columns
-    from ray.rllib.env.multi_agent_env import MultiAgentEnv
     from ray.rllib.env.single_agent_episode import SingleAgentEpisode
+
+    stateful = module.is_stateful()
+    initial = module.get_initial_state() if stateful else None
+    played = PlayedEpisode()
+    observation, infos = env.reset(seed=seed)
+    episode = SingleAgentEpisode(
+        observations=[observation],
+        infos=[infos],
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+    )
+    shared_data: dict[str, Any] = {}
+    while not episode.is_done:
+        if max_steps is not None and len(played) >= max_steps:
+            played.cut = True
+            break
+        batch = env_to_module(episodes=[episode], rl_module=module, explore=False, shared_data=shared_data)
+        if before_step is not None:
+            before_step()
+        played.observations.append(np.asarray(_module_input(batch, module, module_id, stateful), np.float32))
+        if stateful:  # the state this step is taken in
+            played.states.append(_module_state(batch, initial, module_id))
+        outputs = module.forward_inference(batch)
+        to_env = module_to_env(
+            batch=outputs, episodes=[episode], rl_module=module, explore=False, shared_data=shared_data
+        )
+        action = to_env.pop(Columns.ACTIONS)[0]
+        env_action = to_env.pop(Columns.ACTIONS_FOR_ENV, [action])[0]
+        observation, reward, terminated, truncated, infos = env.step(env_action)
+        episode.add_env_step(
+            observation,
+            action,
+            reward,
+            infos=infos,
+            terminated=terminated,
+            truncated=truncated,
+            # STATE_OUT included: the next step's STATE_IN (AddStatesFromEpisodesToBatch).
+            extra_model_outputs={key: value[0] for key, value in to_env.items()},
+        )
+        played.actions.append(np.asarray(action))
+        played.rewards.append(float(reward))
+    return played
+
+
+def rollout_new_stack(checkpoint: Checkpoint, module: Any, episodes: int, seed: int, bar: Any) -> Rollouts:
+    """Whole greedy episodes (:func:`play_module_episode`) in the checkpoint's own env, episode
+    ``k`` reset with seed ``seed + k``."""
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
     env_to_module, module_to_env = load_connectors(checkpoint)
     env = make_env(checkpoint.config)
-    stateful = module.is_stateful()
-    initial = module.get_initial_state() if stateful else None
     observations, actions, episode_ids, states = [], [], [], []
     try:
         if isinstance(env, MultiAgentEnv):
@@ -169,44 +226,13 @@ def rollout_new_stack(checkpoint: Checkpoint, module: Any, episodes: int, seed: 
                 "supported on the new API stack yet; pass --obs FILE."
             )
         for index in range(episodes):
-            observation, infos = env.reset(seed=seed + index)
-            episode = SingleAgentEpisode(
-                observations=[observation],
-                infos=[infos],
-                observation_space=env.observation_space,
-                action_space=env.action_space,
+            played = play_module_episode(
+                env, env_to_module, module_to_env, module, checkpoint.policy_id, seed + index
             )
-            shared_data: dict[str, Any] = {}
-            while not episode.is_done:
-                batch = env_to_module(
-                    episodes=[episode], rl_module=module, explore=False, shared_data=shared_data
-                )
-                observations.append(_module_input(batch, module, checkpoint.policy_id, stateful))
-                if stateful:  # the state this step is taken in
-                    states.append(_module_state(batch, initial, checkpoint.policy_id))
-                outputs = module.forward_inference(batch)
-                to_env = module_to_env(
-                    batch=outputs,
-                    episodes=[episode],
-                    rl_module=module,
-                    explore=False,
-                    shared_data=shared_data,
-                )
-                action = to_env.pop(Columns.ACTIONS)[0]
-                env_action = to_env.pop(Columns.ACTIONS_FOR_ENV, [action])[0]
-                observation, reward, terminated, truncated, infos = env.step(env_action)
-                episode.add_env_step(
-                    observation,
-                    action,
-                    reward,
-                    infos=infos,
-                    terminated=terminated,
-                    truncated=truncated,
-                    # STATE_OUT included: the next step's STATE_IN (AddStatesFromEpisodesToBatch).
-                    extra_model_outputs={key: value[0] for key, value in to_env.items()},
-                )
-                actions.append(np.asarray(action))
-                episode_ids.append(index)
+            observations += played.observations
+            actions += played.actions
+            episode_ids += [index] * len(played)
+            states += played.states
             bar.update(1)
     finally:
         env.close()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -91,16 +92,100 @@ def make_env(config: dict[str, Any]) -> Any:
         raise env_error(config, error) from error
 
 
-def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int, bar: Any) -> Rollouts:
-    """Greedy episodes with a policy restored from a policy checkpoint, in a loop of our own
-    that mirrors RLlib's local env runner: Atari DeepMind wrapping, preprocessors, action
-    unsquashing/clipping."""
-    from ray.rllib.env.multi_agent_env import MultiAgentEnv
+@dataclass
+class PlayedEpisode:
+    """One greedy episode as a rollout loop played it (both stacks' single-agent loops)."""
+
+    observations: list[np.ndarray] = field(default_factory=list)  # what the policy/module saw
+    actions: list[Any] = field(default_factory=list)  # the policy's/module's (before unsquashing)
+    rewards: list[float] = field(default_factory=list)
+    states: list[list[np.ndarray]] = field(default_factory=list)  # recurrent: the state per step
+    cut: bool = False  # stopped after ``max_steps`` steps, before the episode ended
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+
+def policy_env(config: dict[str, Any], env: Any) -> tuple[Any, Any]:
+    """``env`` as RLlib's local env runner sees it: Atari DeepMind wrapping, or the
+    preprocessor the policy's observations go through (None if neither applies)."""
     from ray.rllib.env.wrappers.atari_wrappers import is_atari, wrap_deepmind
     from ray.rllib.models import ModelCatalog
+
+    model_config = config.get("model") or {}
+    if is_atari(env) and config.get("preprocessor_pref", "deepmind") == "deepmind":
+        wrapped = wrap_deepmind(
+            env,
+            dim=model_config.get("dim"),
+            framestack=model_config.get("framestack") is True,
+            noframeskip=(config.get("env_config") or {}).get("frameskip", 0) == 1,
+        )
+        return wrapped, None
+    if config.get("preprocessor_pref", "deepmind") is not None:
+        return env, ModelCatalog.get_preprocessor_for_space(env.observation_space, model_config)
+    return env, None
+
+
+def play_policy_episode(
+    policy: Any,
+    config: dict[str, Any],
+    env: Any,
+    preprocessor: Any,
+    seed: int,
+    max_steps: int | None = None,
+    before_step: Callable[[], None] | None = None,
+) -> PlayedEpisode:
+    """One greedy episode of an old-API-stack policy in ``env`` (from :func:`policy_env`),
+    reset with ``seed``, in a loop that mirrors RLlib's local env runner: preprocessing,
+    recurrent state and previous action/reward, action unsquashing/clipping.
+    ``before_step`` runs before each step (e.g. a movie renders the state acted on)."""
     from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
     from rllib_saliency.recurrent import initial_states, next_step_inputs, recurrent_layout
+
+    layout = recurrent_layout(policy)
+    played = PlayedEpisode()
+    obs, _ = env.reset(seed=seed)
+    # The step inputs besides the observation: [] unless the model is recurrent.
+    inputs = [s[0] for s in initial_states(policy, 1)]
+    finished = False
+    while not finished:
+        if max_steps is not None and len(played) >= max_steps:
+            played.cut = True
+            break
+        seen = preprocessor.transform(obs) if preprocessor is not None else np.asarray(obs)
+        if before_step is not None:
+            before_step()
+        state, previous = layout.split(inputs) if inputs else ([], {})
+        action, state_out, _ = policy.compute_single_action(
+            seen,
+            state=state or None,
+            prev_action=previous.get("prev_actions"),
+            prev_reward=previous.get("prev_rewards"),
+            explore=False,
+        )
+        played.observations.append(np.asarray(seen, np.float32))
+        played.actions.append(action)
+        if inputs:
+            played.states.append(inputs)
+        if config.get("normalize_actions", True):
+            env_action = unsquash_action(action, policy.action_space_struct)
+        elif config.get("clip_actions", False):
+            env_action = clip_action(action, policy.action_space_struct)
+        else:
+            env_action = action
+        obs, reward, terminated, truncated, _ = env.step(env_action)
+        played.rewards.append(float(reward))
+        finished = terminated or truncated
+        if inputs:
+            inputs = next_step_inputs(layout, inputs, state_out, action, reward)
+    return played
+
+
+def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int, bar: Any) -> Rollouts:
+    """Greedy episodes with a policy restored from a policy checkpoint (:func:`play_policy_episode`),
+    episode ``k`` reset with seed ``seed + k``."""
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
     if config.get("observation_filter", "NoFilter") != "NoFilter":
         raise CLIError(
@@ -113,50 +198,15 @@ def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int
         raise CLIError(
             "rolling out a multi-agent environment needs the algorithm checkpoint, not a policy one."
         )
-    model_config = config.get("model") or {}
-    preprocessor = None
-    if is_atari(env) and config.get("preprocessor_pref", "deepmind") == "deepmind":
-        env = wrap_deepmind(
-            env,
-            dim=model_config.get("dim"),
-            framestack=model_config.get("framestack") is True,
-            noframeskip=(config.get("env_config") or {}).get("frameskip", 0) == 1,
-        )
-    elif config.get("preprocessor_pref", "deepmind") is not None:
-        preprocessor = ModelCatalog.get_preprocessor_for_space(env.observation_space, model_config)
+    env, preprocessor = policy_env(config, env)
     observations, actions, episode_ids, states = [], [], [], []
-    layout = recurrent_layout(policy)
     try:
         for episode in range(episodes):
-            obs, _ = env.reset(seed=seed + episode)
-            # The step inputs besides the observation: [] unless the model is recurrent.
-            inputs = [s[0] for s in initial_states(policy, 1)]
-            finished = False
-            while not finished:
-                seen = preprocessor.transform(obs) if preprocessor is not None else np.asarray(obs)
-                state, previous = layout.split(inputs) if inputs else ([], {})
-                action, state_out, _ = policy.compute_single_action(
-                    seen,
-                    state=state or None,
-                    prev_action=previous.get("prev_actions"),
-                    prev_reward=previous.get("prev_rewards"),
-                    explore=False,
-                )
-                observations.append(seen)
-                actions.append(action)
-                episode_ids.append(episode)
-                if inputs:
-                    states.append(inputs)
-                if config.get("normalize_actions", True):
-                    env_action = unsquash_action(action, policy.action_space_struct)
-                elif config.get("clip_actions", False):
-                    env_action = clip_action(action, policy.action_space_struct)
-                else:
-                    env_action = action
-                obs, reward, terminated, truncated, _ = env.step(env_action)
-                finished = terminated or truncated
-                if inputs:
-                    inputs = next_step_inputs(layout, inputs, state_out, action, reward)
+            played = play_policy_episode(policy, config, env, preprocessor, seed + episode)
+            observations += played.observations
+            actions += played.actions
+            episode_ids += [episode] * len(played)
+            states += played.states
             bar.update(1)
     finally:
         env.close()

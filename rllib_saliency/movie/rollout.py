@@ -1,10 +1,9 @@
 """Greedy episodes recorded for a movie: observations, actions, rewards and the env's own frames.
 
-The loops mirror the CLI's rollouts (``cli/rollout.py`` for old-API-stack policies,
-``cli/new_stack_rollout.py`` for new-API-stack modules through the checkpoint's
-connectors) and reuse their environment creation, preprocessing and connector
-code; they also keep each step's reward, stop after ``max_steps`` steps, and, for
-vector observations, the environment's ``rgb_array`` rendering of the state the
+The episodes are played by the CLI's loops (``cli/rollout.py`` for old-API-stack
+policies, ``cli/new_stack_rollout.py`` for new-API-stack modules through the
+checkpoint's connectors), stopped after ``max_steps`` steps; this module adds, for
+vector observations, the environment's ``rgb_array`` rendering of each state the
 policy acted on.
 """
 
@@ -12,9 +11,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rllib_saliency.cli.rollout import PlayedEpisode
 
 
 @dataclass
@@ -33,17 +35,15 @@ class EpisodeRecord:
         return len(self.observations)
 
 
-def _record(
-    observations: list, actions: np.ndarray, rewards: list, states: list, recorder: Any, cut: bool
-) -> EpisodeRecord:
-    """One played episode's steps (both stacks' rollouts) as an :class:`EpisodeRecord`."""
+def _record(played: PlayedEpisode, recorder: _FrameRecorder) -> EpisodeRecord:
+    """One played episode (either stack's loop) and its rendered frames as an :class:`EpisodeRecord`."""
     return EpisodeRecord(
-        observations=np.stack(observations),
-        actions=actions,
-        rewards=np.asarray(rewards, np.float32),
-        frames=recorder.take(len(observations)),
-        states=tuple(np.stack(leaf) for leaf in zip(*states, strict=True)) if states else (),
-        truncated_by_max_steps=cut,
+        observations=np.stack(played.observations),
+        actions=np.stack([np.asarray(a) for a in played.actions]),
+        rewards=np.asarray(played.rewards, np.float32),
+        frames=recorder.take(len(played)),
+        states=tuple(np.stack(leaf) for leaf in zip(*played.states, strict=True)) if played.states else (),
+        truncated_by_max_steps=played.cut,
         notes=list(dict.fromkeys(recorder.notes)),
     )
 
@@ -112,17 +112,13 @@ class _FrameRecorder:
 def play_old_stack(
     policy: Any, config: dict[str, Any], episodes: int, seed: int, max_steps: int | None, bar: Any = None
 ) -> list[EpisodeRecord]:
-    """Greedy episodes of an old-API-stack policy, as ``cli.rollout.rollout_policy`` plays them
-    (Atari DeepMind wrapping, preprocessors, action unsquashing/clipping); episode ``k`` is reset
-    with seed ``seed + k``."""
+    """Greedy episodes of an old-API-stack policy, played by the CLI's loop
+    (``cli.rollout.play_policy_episode``: Atari DeepMind wrapping, preprocessors, action
+    unsquashing/clipping); episode ``k`` is reset with seed ``seed + k``."""
     from ray.rllib.env.multi_agent_env import MultiAgentEnv
-    from ray.rllib.env.wrappers.atari_wrappers import is_atari, wrap_deepmind
-    from ray.rllib.models import ModelCatalog
-    from ray.rllib.utils.spaces.space_utils import clip_action, unsquash_action
 
     from rllib_saliency.cli.errors import CLIError
-    from rllib_saliency.cli.rollout import make_env
-    from rllib_saliency.recurrent import initial_states, next_step_inputs, recurrent_layout
+    from rllib_saliency.cli.rollout import make_env, play_policy_episode, policy_env
 
     if config.get("observation_filter", "NoFilter") != "NoFilter":
         raise CLIError(
@@ -132,60 +128,18 @@ def play_old_stack(
     env = make_env(config)
     if isinstance(env, MultiAgentEnv):
         raise CLIError("movies of multi-agent environments are not supported yet.")
-    model_config = config.get("model") or {}
-    preprocessor = None
+    env, preprocessor = policy_env(config, env)
     vector = len(tuple(policy.observation_space.shape)) != 3
     recorder = _FrameRecorder(env, wanted=vector)
-    if is_atari(env) and config.get("preprocessor_pref", "deepmind") == "deepmind":
-        env = wrap_deepmind(
-            env,
-            dim=model_config.get("dim"),
-            framestack=model_config.get("framestack") is True,
-            noframeskip=(config.get("env_config") or {}).get("frameskip", 0) == 1,
-        )
-    elif config.get("preprocessor_pref", "deepmind") is not None:
-        preprocessor = ModelCatalog.get_preprocessor_for_space(env.observation_space, model_config)
-    recorder.env = env
-    layout = recurrent_layout(policy)
     records = []
     try:
         for episode in range(episodes):
-            obs, _ = env.reset(seed=seed + episode)
-            inputs = [s[0] for s in initial_states(policy, 1)]
-            observations, actions, rewards, states = [], [], [], []
-            finished = cut = False
-            while not finished:
-                if max_steps is not None and len(observations) >= max_steps:
-                    cut = True
-                    break
-                seen = preprocessor.transform(obs) if preprocessor is not None else np.asarray(obs)
-                recorder.capture()
-                state, previous = layout.split(inputs) if inputs else ([], {})
-                action, state_out, _ = policy.compute_single_action(
-                    seen,
-                    state=state or None,
-                    prev_action=previous.get("prev_actions"),
-                    prev_reward=previous.get("prev_rewards"),
-                    explore=False,
-                )
-                observations.append(np.asarray(seen, np.float32))
-                actions.append(action)
-                if inputs:
-                    states.append(inputs)
-                if config.get("normalize_actions", True):
-                    env_action = unsquash_action(action, policy.action_space_struct)
-                elif config.get("clip_actions", False):
-                    env_action = clip_action(action, policy.action_space_struct)
-                else:
-                    env_action = action
-                obs, reward, terminated, truncated, _ = env.step(env_action)
-                rewards.append(float(reward))
-                finished = terminated or truncated
-                if inputs:
-                    inputs = next_step_inputs(layout, inputs, state_out, action, reward)
-            if not observations:
+            played = play_policy_episode(
+                policy, config, env, preprocessor, seed + episode, max_steps, recorder.capture
+            )
+            if not played.observations:
                 raise CLIError(f"episode {episode} ended before the policy acted.")
-            records.append(_record(observations, np.asarray(actions), rewards, states, recorder, cut))
+            records.append(_record(played, recorder))
             if bar is not None:
                 bar.update(1)
     finally:
@@ -220,16 +174,13 @@ def play_new_stack_episodes(
 ) -> list[EpisodeRecord]:
     """Greedy episodes of a new-API-stack module in ``env`` (closed at the end) through the given
     connector pipelines: a checkpoint's (``play_new_stack``) or, during training, copies of the
-    driver's env runner's (``stacks/new.py``). ``bar``: a progress bar or None."""
-    from ray.rllib.core.columns import Columns
+    driver's env runner's (``stacks/new.py``), played by the CLI's loop
+    (``cli.new_stack_rollout.play_module_episode``). ``bar``: a progress bar or None."""
     from ray.rllib.env.multi_agent_env import MultiAgentEnv
-    from ray.rllib.env.single_agent_episode import SingleAgentEpisode
 
     from rllib_saliency.cli.errors import CLIError
-    from rllib_saliency.cli.new_stack_rollout import _module_input, _module_state
+    from rllib_saliency.cli.new_stack_rollout import play_module_episode
 
-    stateful = module.is_stateful()
-    initial = module.get_initial_state() if stateful else None
     vector = len(tuple(module.observation_space.shape or ())) != 3
     recorder = _FrameRecorder(env, wanted=vector)
     records = []
@@ -237,52 +188,19 @@ def play_new_stack_episodes(
         if isinstance(env, MultiAgentEnv):
             raise CLIError("movies of multi-agent environments are not supported yet.")
         for index in range(episodes):
-            observation, infos = env.reset(seed=seed + index)
-            episode = SingleAgentEpisode(
-                observations=[observation],
-                infos=[infos],
-                observation_space=env.observation_space,
-                action_space=env.action_space,
+            played = play_module_episode(
+                env,
+                env_to_module,
+                module_to_env,
+                module,
+                module_id,
+                seed + index,
+                max_steps,
+                recorder.capture,
             )
-            shared_data: dict[str, Any] = {}
-            observations, actions, rewards, states = [], [], [], []
-            cut = False
-            while not episode.is_done:
-                if max_steps is not None and len(observations) >= max_steps:
-                    cut = True
-                    break
-                batch = env_to_module(
-                    episodes=[episode], rl_module=module, explore=False, shared_data=shared_data
-                )
-                recorder.capture()
-                observations.append(np.asarray(_module_input(batch, module, module_id, stateful), np.float32))
-                if stateful:
-                    states.append(_module_state(batch, initial, module_id))
-                outputs = module.forward_inference(batch)
-                to_env = module_to_env(
-                    batch=outputs,
-                    episodes=[episode],
-                    rl_module=module,
-                    explore=False,
-                    shared_data=shared_data,
-                )
-                action = to_env.pop(Columns.ACTIONS)[0]
-                env_action = to_env.pop(Columns.ACTIONS_FOR_ENV, [action])[0]
-                observation, reward, terminated, truncated, infos = env.step(env_action)
-                episode.add_env_step(
-                    observation,
-                    action,
-                    reward,
-                    infos=infos,
-                    terminated=terminated,
-                    truncated=truncated,
-                    extra_model_outputs={key: value[0] for key, value in to_env.items()},
-                )
-                actions.append(np.asarray(action))
-                rewards.append(float(reward))
-            if not observations:
+            if not played.observations:
                 raise CLIError(f"episode {index} ended before the module acted.")
-            records.append(_record(observations, np.stack(actions), rewards, states, recorder, cut))
+            records.append(_record(played, recorder))
             if bar is not None:
                 bar.update(1)
     finally:

@@ -543,3 +543,36 @@ def test_maximize_activation_raises_the_target(algos):
     # The reported values are the module's own outputs at the optimised inputs.
     reached = dist_inputs_of(module, result.inputs)[:, 0]
     np.testing.assert_allclose(result.target_values[-1], reached, atol=1e-5)
+
+
+def test_greedy_action_equals_rllibs_deterministic_sample():
+    """The Categorical shortcut (argmax of the logits) is what RLlib's own distribution gives,
+    ties and large logits included; other classes go through RLlib's distribution."""
+    from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical, TorchDiagGaussian
+
+    from rllib_saliency.backends.torch import greedy_action
+
+    rng = np.random.default_rng(3)
+    logits = torch.as_tensor(rng.normal(size=(64, 5)) * 50, dtype=torch.float32)
+    logits[0] = torch.tensor([1.0, 3.0, 3.0, -2.0, 0.0])  # a tie: the first maximum, as argmax
+    expected = TorchCategorical.from_logits(logits).to_deterministic().sample()
+    assert torch.equal(greedy_action(TorchCategorical, logits), expected)
+    gaussian = torch.as_tensor(rng.normal(size=(8, 4)), dtype=torch.float32)  # 2 means, 2 log stds
+    np.testing.assert_array_equal(greedy_action(TorchDiagGaussian, gaussian).numpy(), gaussian[:, :2].numpy())
+
+
+class OwnTrainModule(LinearModule):
+    """A module whose train() does more than set flags (as some users' modules do)."""
+
+    def train(self, mode: bool = True):
+        self.train_calls = getattr(self, "train_calls", 0) + 1
+        return super().train(mode)
+
+
+def test_a_module_with_its_own_train_gets_it_called_and_its_mode_restored():
+    module = linear_module(OwnTrainModule)
+    module.train()
+    calls = module.train_calls
+    explain(module, np.zeros((4, 5), np.float32), "gradient", "action")
+    assert module.train_calls == calls + 1  # eval() went through the module's own train(False)
+    assert module.training and module.dropout.training and module.pi.training
