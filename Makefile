@@ -36,6 +36,7 @@ $(FRAMEWORK_TESTS): $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/engine_torch.py
+	$(PY) benchmarks/engine_torch.py --threads 2
 	$(PY) benchmarks/callback_overhead.py
 	$(PY) benchmarks/callback_overhead.py --short
 	$(PY) benchmarks/callback_overhead.py --framework torch

@@ -132,8 +132,10 @@ def main() -> None:
     print(f"ours ÷ bare by median times (less sensitive to machine noise): {medians}")
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
-        (RESULTS / "engine_torch.json").write_text(json.dumps(row, indent=2))
-        print(f"JSON: {RESULTS / 'engine_torch.json'}")
+        # One file per thread count: 1 thread is an env runner's setting, more a learner's.
+        name = "engine_torch.json" if args.threads == 1 else f"engine_torch_{args.threads}threads.json"
+        (RESULTS / name).write_text(json.dumps(row, indent=2))
+        print(f"JSON: {RESULTS / name}")
 
 
 if __name__ == "__main__":

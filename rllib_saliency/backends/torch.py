@@ -192,8 +192,10 @@ class TorchBackend:
         """Nothing to do: the module itself (and its current weights) is used."""
 
     def _tensor(self, obs: np.ndarray) -> torch.Tensor:
-        dtype = next(self._module.parameters(), torch.zeros((), dtype=torch.float32)).dtype
-        return torch.as_tensor(np.ascontiguousarray(obs), dtype=dtype, device=module_device(self._module))
+        """``obs`` in the dtype and on the device of the module's (first) parameter."""
+        first = self._parameters[0] if self._parameters else next(self._module.parameters(), None)
+        dtype, device = (torch.float32, torch.device("cpu")) if first is None else (first.dtype, first.device)
+        return torch.as_tensor(np.ascontiguousarray(obs), dtype=dtype, device=device)
 
     def _batch(self, obs: torch.Tensor, states: tuple[np.ndarray, ...]) -> dict[str, Any]:
         return step_batch(self._state_structure, obs, states)
