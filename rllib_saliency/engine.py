@@ -12,7 +12,13 @@ from rllib_saliency.backends import Backend, TargetFunction, backend_for
 from rllib_saliency.methods import BatchContext, get_method
 from rllib_saliency.recurrent import initial_states, recurrent_layout
 from rllib_saliency.structure import is_structured, original_space, unflatten
-from rllib_saliency.targets import ResolvedTarget, needs_forward, parse_target, resolve_target
+from rllib_saliency.targets import (
+    ResolvedTarget,
+    concatenate_targets,
+    needs_forward,
+    parse_target,
+    resolve_target,
+)
 
 
 @dataclass(frozen=True)
@@ -204,18 +210,16 @@ def _explain(
     if actions is not None:
         actions = actions[finite]
     states = tuple(s[finite] for s in states)
-    dist_inputs = greedy = None
     if resolved_target is not None:
         if resolved_target.kind != ("dist_input" if spec.kind == "greedy_logit" else spec.kind):
             raise ValueError(f"resolved_target is of kind {resolved_target.kind!r}, not target {target!r}.")
-    elif needs_forward(spec, actions) and len(rows):
-        outputs = [
-            backend.forward(rows[i : i + batch_size], tuple(s[i : i + batch_size] for s in states))
-            for i in range(0, len(rows), batch_size)
-        ]
-        dist_inputs = np.concatenate([o.dist_inputs for o in outputs])
-        greedy = np.concatenate([o.greedy_actions for o in outputs])
-    resolved = resolved_target or resolve_target(spec, len(rows), dist_inputs, greedy, actions, states)
+    # Targets that need the greedy action are resolved chunk by chunk, right before the chunk's
+    # attribution: a backend that keeps its forward pass (torch) then differentiates that pass
+    # instead of running the model again at the same observations.
+    per_chunk = resolved_target is None and needs_forward(spec, actions) and len(rows) > 0
+    if resolved_target is None and not per_chunk:
+        resolved_target = resolve_target(spec, len(rows), None, None, actions, states)
+    chunk_targets: list[ResolvedTarget] = []
 
     values = np.full(observations.shape, np.nan, np.float32)
     target_values = np.full(n, np.nan, np.float32)
@@ -225,7 +229,21 @@ def _explain(
     for start in range(0, len(rows), batch_size):
         chunk = slice(start, start + batch_size)
         inputs = rows[chunk]
-        fn = TargetFunction(backend, resolved.take(chunk), origin=inputs)
+        if per_chunk:
+            chunk_states = tuple(s[chunk] for s in states)
+            outputs = backend.forward(inputs, chunk_states)
+            chunk_target = resolve_target(
+                spec,
+                len(inputs),
+                outputs.dist_inputs,
+                outputs.greedy_actions,
+                None if actions is None else actions[chunk],
+                chunk_states,
+            )
+            chunk_targets.append(chunk_target)
+        else:
+            chunk_target = resolved_target.take(chunk)
+        fn = TargetFunction(backend, chunk_target, origin=inputs)
         # Seeding per chunk keeps results independent of earlier calls.
         chunk_context = BatchContext(rows, (options.get("seed", 0), start))
         result = attribution_method.attribute(fn, inputs, chunk_context, **options)
@@ -235,6 +253,7 @@ def _explain(
         if result.delta is not None:
             has_delta = True
             delta[index] = result.delta
+    resolved = concatenate_targets(chunk_targets) if per_chunk else resolved_target
     nested = None
     if structured:
         space = original_space(policy.observation_space)

@@ -64,6 +64,21 @@ class ResolvedTarget:
         )
 
 
+def concatenate_targets(parts: list[ResolvedTarget]) -> ResolvedTarget:
+    """Targets resolved for consecutive chunks of a batch, as one (the inverse of ``take``)."""
+    first = parts[0]
+
+    def joined(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+        return None if arrays[0] is None else np.concatenate(arrays)
+
+    return ResolvedTarget(
+        first.kind,
+        joined([p.columns for p in parts]),
+        joined([p.actions for p in parts]),
+        tuple(np.concatenate(leaves) for leaves in zip(*(p.states for p in parts), strict=True)),
+    )
+
+
 def action_dimensions(action_space: gym.Space) -> int:
     """How many ``action_K`` targets the action space has: logits (Discrete),
     Gaussian means (Box) or sub-actions (MultiDiscrete)."""

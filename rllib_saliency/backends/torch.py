@@ -2,7 +2,9 @@
 
 The module's public ``forward_inference``/``forward_exploration`` run under
 ``torch.no_grad()``, so this backend calls what they call: ``_forward`` (or a
-module's own ``_forward_inference`` override, if it keeps autograd), then the
+module's own ``_forward_inference`` override, if it keeps autograd; for RLlib's default
+PPO module with separate encoders, only the actor half of ``_forward``, see
+:func:`actor_path`), then the
 module's action-distribution class for ``logp`` and ``ValueFunctionAPI.compute_values``
 for ``value``. Explaining leaves the module as it was: gradients are taken with
 ``torch.autograd.grad`` w.r.t. the observation only (no parameter ``.grad`` is
@@ -71,6 +73,29 @@ def eval_mode(module: Any) -> Iterator[None]:
         # Restores each submodule's own flag (mixed modes included).
         for m in training:
             object.__setattr__(m, "training", True)
+
+
+def actor_path(module: Any) -> bool:
+    """Whether ``module`` is RLlib's default PPO module (or a subclass keeping its ``_forward``)
+    with separate, stateless actor and critic encoders and no hooks on its encoder: its
+    ``_forward`` then computes ``pi(encoder.actor_encoder(batch))`` as the action-distribution
+    inputs, and the critic encoder's half of the pass feeds nothing that an action or logp
+    target reads, so the backend runs the actor half alone (same tensors, same operations)."""
+    try:
+        from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
+        from ray.rllib.core.models.torch.encoder import TorchActorCriticEncoder
+    except ImportError:  # a future RLlib without these classes: the whole _forward, as always
+        return False
+    encoder = getattr(module, "encoder", None)
+    return (
+        type(module)._forward is DefaultPPOTorchRLModule._forward
+        and type(module)._forward_inference is TorchRLModule._forward_inference
+        and type(encoder) is TorchActorCriticEncoder
+        and not encoder.config.shared
+        and getattr(encoder, "critic_encoder", None) is not None  # else _forward skips it already
+        and not module.is_stateful()
+        and not (encoder._forward_hooks or encoder._forward_pre_hooks)
+    )
 
 
 def greedy_action(dist_cls: Any, dist_inputs: torch.Tensor) -> torch.Tensor:
@@ -144,6 +169,7 @@ class TorchBackend:
         # one is _forward under no_grad. (A name, not a bound method: that would hold the module.)
         own = type(module)._forward_inference is not TorchRLModule._forward_inference
         self._forward_name = "_forward_inference" if own else "_forward"
+        self._actor_path = actor_path(module)
         self._space = module.action_space
         self._kept: KeptPass | None = None
         self._explaining = False
@@ -201,6 +227,11 @@ class TorchBackend:
         return step_batch(self._state_structure, obs, states)
 
     def _run(self, obs: torch.Tensor, states: tuple[np.ndarray, ...] = ()) -> torch.Tensor:
+        if self._actor_path:  # RLlib's default PPO module: see actor_path()
+            from ray.rllib.core.models.base import ENCODER_OUT
+
+            module = self._module
+            return module.pi(module.encoder.actor_encoder(self._batch(obs, states))[ENCODER_OUT])
         outputs = getattr(self._module, self._forward_name)(self._batch(obs, states))
         dist_inputs = outputs[Columns.ACTION_DIST_INPUTS]
         return dist_inputs if self._state_structure is None else dist_inputs[:, 0]

@@ -279,7 +279,12 @@ def test_the_greedy_actions_pass_is_differentiated_not_rerun(algos):
         calls.clear()
         attribution = explain(module, obs, "gradient", target)
         assert len(calls) == 1, target  # one pass: forward() resolves, evaluate() reuses it
+        calls.clear()
         chunked = explain(module, obs, "gradient", target, batch_size=5)
+        assert len(calls) == 4, target  # one pass per chunk (5, 5, 5 and 1 rows), differentiated
+        for name in ("columns", "actions"):  # the same choices, resolved chunk by chunk
+            whole, parts = getattr(attribution.resolved, name), getattr(chunked.resolved, name)
+            assert (whole is None) == (parts is None) and (whole is None or np.array_equal(whole, parts))
         # (other batch shapes: float32 sums in another order)
         np.testing.assert_allclose(chunked.values, attribution.values, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(chunked.target_values, attribution.target_values, rtol=1e-5, atol=1e-6)
@@ -576,3 +581,50 @@ def test_a_module_with_its_own_train_gets_it_called_and_its_mode_restored():
     explain(module, np.zeros((4, 5), np.float32), "gradient", "action")
     assert module.train_calls == calls + 1  # eval() went through the module's own train(False)
     assert module.training and module.dropout.training and module.pi.training
+
+
+def ppo_module(**model_config):
+    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
+    from ray.rllib.core.rl_module.default_model_config import DefaultModelConfig
+    from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+    return RLModuleSpec(
+        module_class=DefaultPPOTorchRLModule,
+        observation_space=gym.spaces.Box(-1.0, 1.0, (4,), np.float32),
+        action_space=gym.spaces.Discrete(3),
+        model_config=DefaultModelConfig(**model_config),
+    ).build()
+
+
+def bare_action_gradient(module, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The greedy logit and its input gradient through the module's whole _forward."""
+    inputs = torch.as_tensor(x).requires_grad_(True)
+    logits = module._forward({Columns.OBS: inputs})[Columns.ACTION_DIST_INPUTS]
+    greedy = logits.gather(1, logits.argmax(dim=1, keepdim=True))[:, 0]
+    (gradient,) = torch.autograd.grad(greedy.sum(), inputs)
+    return greedy.detach().numpy(), gradient.numpy()
+
+
+def test_default_ppo_modules_run_only_the_actor_half_for_action_targets(algos):
+    """RLlib's default PPO module with separate encoders (PPO's default on the new stack): the
+    backend runs pi(actor_encoder(obs)) alone; values and gradients equal those through the whole
+    _forward, critic encoder included. Shared, stateful and hooked encoders take the whole pass."""
+    from rllib_saliency.backends import backend_for
+
+    x = observations("CartPole-v1", 64)
+    trained = learner_module(algos["CartPole-v1"])
+    assert backend_for(trained)._actor_path
+    for module in (trained, ppo_module(vf_share_layers=False)):
+        rows = x if module is trained else np.clip(x, -1, 1)
+        attribution = explain(module, rows, "gradient", "action")
+        target_values, gradient = bare_action_gradient(module, rows)
+        np.testing.assert_allclose(attribution.values, gradient, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(attribution.target_values, target_values, rtol=1e-6, atol=1e-7)
+    assert not backend_for(ppo_module(vf_share_layers=True))._actor_path
+    assert not backend_for(ppo_module(vf_share_layers=False, use_lstm=True))._actor_path
+    hooked = ppo_module(vf_share_layers=False)
+    calls = []
+    hooked.encoder.register_forward_hook(lambda *args: calls.append(1))
+    assert not backend_for(hooked)._actor_path
+    explain(hooked, np.zeros((2, 4), np.float32), "gradient", "action")
+    assert calls  # the user's hook on the encoder ran
