@@ -17,7 +17,11 @@ per-sample ÷ ours (target >= 100x), by medians. Prints a table and writes
 benchmarks/results/engine_torch.json (``engine_torch_{K}threads.json`` for K > 1).
 Ratios, not absolute times, are the result: they are measured in one run on one machine.
 
+``--device cuda`` moves the module to the GPU (as a learner with ``num_gpus_per_learner=1``
+holds it) and writes ``engine_torch_cuda.json``.
+
 Usage: python benchmarks/engine_torch.py [--quick] [--repeats 50] [--per-sample 256] [--threads 1]
+       [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ RESULTS = Path(__file__).with_name("results")
 PER_SAMPLE_ROWS = 16  # per-sample loop observations timed in each repeat
 
 
-def measure(sizes: tuple[int, ...], repeats: int, per_sample: int, threads: int) -> dict:
+def measure(sizes: tuple[int, ...], repeats: int, per_sample: int, threads: int, device: str) -> dict:
     # isort: off
     import rllib_saliency  # noqa: F401  (first: a safe TF/torch import order for RLlib's new stack)
 
@@ -51,21 +55,27 @@ def measure(sizes: tuple[int, ...], repeats: int, per_sample: int, threads: int)
     algo = config.build_algo()
     algo.train()
     module = algo.learner_group._learner.module[DEFAULT_MODULE_ID]  # the learner's full module
+    module.to(device)  # "cuda": as a learner on a GPU holds it (explain() computes where it is)
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
 
     def bare(x_np: np.ndarray) -> np.ndarray:
         """The floor: one forward and one backward pass of the module, nothing else."""
-        x = torch.as_tensor(x_np).requires_grad_(True)
+        x = torch.as_tensor(x_np, device=device).requires_grad_(True)
         logits = module._forward({Columns.OBS: x})[Columns.ACTION_DIST_INPUTS]
         greedy = logits.gather(1, logits.argmax(dim=1, keepdim=True))
         (gradient,) = torch.autograd.grad(greedy.sum(), x)
-        return gradient.numpy()
+        return gradient.cpu().numpy()  # (waits for a GPU's work, as explain() does)
 
     def ours(x_np: np.ndarray) -> np.ndarray:
         return explain(module, x_np, "gradient", "action", batch_size=4096).values
 
-    row: dict = {"torch_threads": torch.get_num_threads(), "repeats": repeats, "torch": torch.__version__}
+    row: dict = {
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device) if device == "cpu" else torch.cuda.get_device_name(),
+        "repeats": repeats,
+        "torch": torch.__version__,
+    }
     module.eval()  # the bare loop runs in eval mode too (explain() switches to it itself)
     singles = rng.normal(size=(per_sample, 4)).astype(np.float32)
     # Same numbers one at a time (and warm-up).
@@ -138,13 +148,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--per-sample", type=int, default=256, help="observations in the per-sample loop")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--device", default="cpu", help='where the module computes: "cpu" or "cuda"')
     args = parser.parse_args()
     sizes = (256,) if args.quick else (256, 4096)
     repeats, per_sample = (5, 32) if args.quick else (args.repeats, args.per_sample)
-    row = measure(sizes, repeats, per_sample, args.threads)
+    row = measure(sizes, repeats, per_sample, args.threads, args.device)
     print(table(row, sizes))
     print(
-        f"\n{repeats} alternating repeats, {row['torch_threads']} torch thread(s); per-sample loop: "
+        f"\n{repeats} alternating repeats on {row['device']}, {row['torch_threads']} torch thread(s); "
+        "per-sample loop: "
         f"{row['per_sample_s_per_obs_median'] * 1e6:.0f} µs per observation (median; mean "
         f"{row['per_sample_s_per_obs'] * 1e6:.0f} µs), {PER_SAMPLE_ROWS} observations per repeat "
         "(its batch time is that × N). Ratios to the per-sample loop use medians."
@@ -153,6 +165,8 @@ def main() -> None:
         RESULTS.mkdir(exist_ok=True)
         # One file per thread count: 1 thread is an env runner's setting, more a learner's.
         name = "engine_torch.json" if args.threads == 1 else f"engine_torch_{args.threads}threads.json"
+        if args.device != "cpu":
+            name = f"engine_torch_{args.device}.json"
         (RESULTS / name).write_text(json.dumps(row, indent=2))
         print(f"JSON: {RESULTS / name}")
 
