@@ -45,6 +45,9 @@ def _describe(result: tuple[int, str, str]) -> str:
     return f"exit {result[0]}\nstdout:\n{result[1][-3000:]}\nstderr:\n{result[2][-3000:]}"
 
 
+CARTPOLE_FEATURES = ("cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity")
+
+
 @pytest.fixture(scope="module")
 def runs(trained, tmp_path_factory):
     root = tmp_path_factory.mktemp("movie")
@@ -62,6 +65,8 @@ def runs(trained, tmp_path_factory):
             str(STEPS),
             "--seed",
             "3",
+            "--feature-names",  # long ones: the bars must start right of the longest label
+            ",".join(CARTPOLE_FEATURES),
         ],
         "bad_steps": [checkpoint, "--out", str(root / "bad"), "--max-steps", "0"],
     }
@@ -155,9 +160,14 @@ def test_cartpole_page_in_browser(runs):
         expected_x = step * 1000 / (STEPS - 1)
         for chart in ("value", "reward", "actions"):
             assert float(attribute(dom, f"marker-{chart}", "x1")) == pytest.approx(expected_x, abs=0.06)
+        # The labels ("pole_angular_velocity = -0.048") were measured, and no bar starts on them.
+        label_end = float(attribute(dom, "bar-chart", "data-label-end"))
+        assert label_end > 5 * len("pole_angular_velocity = -0.000")  # ~200 px at 12 px type
         for k in range(4):
             shown = float(attribute(dom, f"bar-actor-{k}", "data-value"))
             assert shown == pytest.approx(float(data["actor_attributions"][step, k]), rel=1e-3, abs=1e-5)
+            for head in ("actor", "critic"):
+                assert float(attribute(dom, f"bar-{head}-{k}", "x")) > label_end
     dom = doms[7]
     (value,) = curve_points(dom, "value")
     assert len(value) == STEPS and [x for x, _ in value] == sorted(x for x, _ in value)

@@ -123,19 +123,29 @@ window.addEventListener("error", function (e) {
       view.dataset.step = String(t);
       drawBars(t);
     };
-    const F = V.names.length, rowH = 22, width = 420, label = 110, half = (width - label - 10) / 2;
+    const F = V.names.length, rowH = 22, half = 150;
     const maxAbs = (series) => Math.max(1e-12, ...series.flat().map((v) => Math.abs(v || 0)));
     const scaleA = maxAbs(V.actor), scaleC = V.critic ? maxAbs(V.critic) : 1;
-    let svg = "<svg id=\"bar-chart\" viewBox=\"0 0 " + width + " " + (F * rowH + 24) + "\" width=\"" + width + "\" height=\"" + (F * rowH + 24) + "\">";
+    let svg = "<svg id=\"bar-chart\" height=\"" + (F * rowH + 24) + "\">";
     svg += "<text x=\"4\" y=\"14\" font-size=\"12\" fill=\"#2860ff\">actor</text><text x=\"48\" y=\"14\" font-size=\"12\" fill=\"#e53228\">critic</text>";
-    svg += "<line x1=\"" + (label + half) + "\" x2=\"" + (label + half) + "\" y1=\"20\" y2=\"" + (F * rowH + 22) + "\" stroke=\"#999\"/>";
+    svg += "<line id=\"bar-zero\" y1=\"20\" y2=\"" + (F * rowH + 22) + "\" stroke=\"#999\"/>";
     for (let k = 0; k < F; k++) {
       const y = 22 + k * rowH;
-      svg += "<text x=\"4\" y=\"" + (y + 15) + "\" font-size=\"12\">" + esc(V.names[k]) + " <tspan id=\"obs-" + k + "\" fill=\"#777\"></tspan></text>";
+      // The widest reading a step shows, while the labels are measured.
+      svg += "<text class=\"bar-label\" x=\"4\" y=\"" + (y + 15) + "\" font-size=\"12\">" + esc(V.names[k]) + " <tspan id=\"obs-" + k + "\" fill=\"#777\">= -000.000</tspan></text>";
       svg += "<rect id=\"bar-actor-" + k + "\" y=\"" + (y + 2) + "\" height=\"8\" fill=\"#2860ff\"/>";
       svg += "<rect id=\"bar-critic-" + k + "\" y=\"" + (y + 11) + "\" height=\"8\" fill=\"#e53228\"/>";
     }
     $("bars").innerHTML = svg + "</svg>";
+    // Bars start right of the longest label (feature name and its reading), so no bar covers text.
+    const chart = $("bar-chart");
+    const labelEnd = Math.max(100, ...Array.from(chart.querySelectorAll(".bar-label"), (t) => 4 + t.getComputedTextLength()));
+    const label = Math.ceil(labelEnd) + 8, width = label + 2 * half + 10;
+    chart.setAttribute("width", String(width));
+    chart.setAttribute("viewBox", "0 0 " + width + " " + (F * rowH + 24));
+    chart.setAttribute("data-label-end", String(labelEnd));
+    $("bar-zero").setAttribute("x1", String(label + half));
+    $("bar-zero").setAttribute("x2", String(label + half));
     function setBar(id, v, scale, show) {
       const el = $(id), len = show && v !== null ? Math.max(-1, Math.min(1, v / scale)) * half : 0;
       el.setAttribute("x", String(label + half + Math.min(0, len)));
