@@ -38,7 +38,7 @@ import numpy as np
 from rllib_saliency.cli.checkpoint import Checkpoint, check_environment, env_error
 from rllib_saliency.cli.errors import IMPORT_HINT, CLIError
 from rllib_saliency.cli.new_stack import ENV_TO_MODULE_DIR, MODULE_TO_ENV_DIR
-from rllib_saliency.cli.rollout import PlayedEpisode, Rollouts, collect
+from rllib_saliency.cli.rollout import PlayedEpisode, Rollouts, collect, from_played
 
 
 def make_env(config: dict[str, Any]) -> Any:
@@ -218,7 +218,7 @@ def rollout_new_stack(checkpoint: Checkpoint, module: Any, episodes: int, seed: 
 
     env_to_module, module_to_env = load_connectors(checkpoint)
     env = make_env(checkpoint.config)
-    observations, actions, episode_ids, states = [], [], [], []
+    played = []
     try:
         if isinstance(env, MultiAgentEnv):
             raise CLIError(
@@ -226,24 +226,15 @@ def rollout_new_stack(checkpoint: Checkpoint, module: Any, episodes: int, seed: 
                 "supported on the new API stack yet; pass --obs FILE."
             )
         for index in range(episodes):
-            played = play_module_episode(
-                env, env_to_module, module_to_env, module, checkpoint.policy_id, seed + index
+            played.append(
+                play_module_episode(
+                    env, env_to_module, module_to_env, module, checkpoint.policy_id, seed + index
+                )
             )
-            observations += played.observations
-            actions += played.actions
-            episode_ids += [index] * len(played)
-            states += played.states
             bar.update(1)
     finally:
         env.close()
-    return collect(
-        [np.stack(observations)] if observations else [],
-        [np.stack(actions)] if actions else [],
-        [np.asarray(episode_ids, np.int64)],
-        episodes,
-        checkpoint.policy_id,
-        [[np.stack(leaf) for leaf in zip(*states, strict=True)]] if states else [],
-    )
+    return from_played(played, checkpoint.policy_id)
 
 
 def mapping_function(config: dict[str, Any]) -> Any:

@@ -199,24 +199,27 @@ def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int
             "rolling out a multi-agent environment needs the algorithm checkpoint, not a policy one."
         )
     env, preprocessor = policy_env(config, env)
-    observations, actions, episode_ids, states = [], [], [], []
+    played = []
     try:
         for episode in range(episodes):
-            played = play_policy_episode(policy, config, env, preprocessor, seed + episode)
-            observations += played.observations
-            actions += played.actions
-            episode_ids += [episode] * len(played)
-            states += played.states
+            played.append(play_policy_episode(policy, config, env, preprocessor, seed + episode))
             bar.update(1)
     finally:
         env.close()
-    policy_id = str(policy.config.get("__policy_id") or "default_policy")
-    batch_states = [[np.stack(column) for column in zip(*states, strict=True)]] if states else []
+    return from_played(played, str(policy.config.get("__policy_id") or "default_policy"))
+
+
+def from_played(played: list[PlayedEpisode], policy_id: str) -> Rollouts:
+    """Whole played episodes (either stack's loop) as :class:`Rollouts`, episode ``k``'s rows
+    with episode id ``k``."""
+    observations = [row for episode in played for row in episode.observations]
+    actions = [np.asarray(action) for episode in played for action in episode.actions]
+    states = [state for episode in played for state in episode.states]
     return collect(
-        [np.stack(observations)],
-        [np.asarray(actions)],
-        [np.asarray(episode_ids)],
-        episodes,
+        [np.stack(observations)] if observations else [],
+        [np.stack(actions)] if actions else [],
+        [np.repeat(np.arange(len(played), dtype=np.int64), [len(episode) for episode in played])],
+        len(played),
         policy_id,
-        batch_states,
+        [[np.stack(leaf) for leaf in zip(*states, strict=True)]] if states else [],
     )
