@@ -140,7 +140,8 @@ def initial_states(policy: Any, n: int) -> tuple[np.ndarray, ...]:
     The policy's initial state; an attention net's memory is empty (zeros, as
     RLlib's collectors pad), and so are the previous actions and rewards.
     """
-    if isinstance(policy.get_initial_state(), dict) and not policy.get_initial_state():
+    state = policy.get_initial_state()
+    if isinstance(state, dict) and not state:
         return ()  # a stateless torch RLModule (most): skip the layout, on every explain() call
     layout = recurrent_layout(policy)
     initial = initial_state_arrays(policy)

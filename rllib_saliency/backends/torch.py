@@ -32,6 +32,7 @@ import numpy as np
 import torch
 import tree
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
 from rllib_saliency.backends.base import ModelOutputs, check_state_count
@@ -228,8 +229,6 @@ class TorchBackend:
 
     def _run(self, obs: torch.Tensor, states: tuple[np.ndarray, ...] = ()) -> torch.Tensor:
         if self._actor_path:  # RLlib's default PPO module: see actor_path()
-            from ray.rllib.core.models.base import ENCODER_OUT
-
             module = self._module
             return module.pi(module.encoder.actor_encoder(self._batch(obs, states))[ENCODER_OUT])
         outputs = getattr(self._module, self._forward_name)(self._batch(obs, states))
