@@ -26,6 +26,8 @@ class Attribution:
     """The result of :func:`explain`.
 
     values: float32, the shape of ``observations``; attribution of each feature.
+    observations: the batch explained, float32; the caller's own array when it was float32
+        already (not copied).
     target_values: ``(N,)``, the explained quantity at the observations.
     delta: Integrated Gradients only: per-sample completeness error
         ``sum(values) - (f(x) - f(baseline))``.
@@ -64,7 +66,26 @@ def _check_observations(obs: Any, obs_shape: tuple[int, ...]) -> np.ndarray:
             f"the policy's sample batches, policy.observation_space.shape={tuple(obs_shape)}); "
             f"got shape {array.shape}."
         )
-    return array.astype(np.float32)
+    # A float32 batch is used as it is, not copied: explain() never writes to it (on a GPU the
+    # host copy cost more than the convolutions, issue 20).
+    return array if array.dtype == np.float32 else array.astype(np.float32)
+
+
+def finite_rows(observations: np.ndarray) -> np.ndarray:
+    """Which rows hold only finite numbers, by one pass over the batch and no batch-sized temporary:
+    a row's sum is finite only if all its numbers are; the rare row whose sum is not finite (a
+    non-finite number, or a float32 overflow of finite ones) is checked number by number."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(np.add.reduce(observations, axis=tuple(range(1, observations.ndim))))
+    for row in np.flatnonzero(~finite):
+        finite[row] = np.isfinite(observations[row]).all()
+    return finite
+
+
+# Rows per pass when a backend has no rule of its own (the TF backends), and the rows each
+# SmoothGrad noise generator is seeded for when batch_size is left to the backend: the same
+# noise as the former default batch_size=1024 gave.
+DEFAULT_BATCH_SIZE = 1024
 
 
 def _check_actions(actions: Any, action_space: Any, n: int) -> np.ndarray:
@@ -122,7 +143,7 @@ def explain(
     target: str = "action",
     *,
     actions: Any = None,
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     structured: bool = False,
     state: Any = None,
     backend: Backend | None = None,
@@ -139,7 +160,10 @@ def explain(
         target: ``"action"``, ``"action_K"``, ``"logp"`` or ``"value"``.
         actions: for ``target="logp"``, the actions whose log-probability is
             explained (default: the greedy action at each observation).
-        batch_size: most observations sent through the model at once.
+        batch_size: most observations sent through the model at once. Default (None): the
+            backend's rule; torch: up to 1,024 rows in one pass, a larger batch whole when it
+            fits in half the free memory of the module's device (a quarter of the available
+            RAM on a CPU), measured per row once per module; TF: 1,024.
         structured: also return the attributions in the original observation
             structure (``Attribution.structured``) for Dict/Tuple/Discrete spaces.
         state: recurrent policies only (LSTM, attention net): the state each
@@ -182,7 +206,7 @@ def _explain(
     method: str,
     target: str,
     actions: Any,
-    batch_size: int,
+    batch_size: int | None,
     structured: bool,
     state: Any,
     backend: Backend,
@@ -194,7 +218,9 @@ def _explain(
     options = attribution_method.check_options(method_options, obs_shape)
     spec = parse_target(target, policy.action_space)
     observations = _check_observations(obs, obs_shape)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+    ):
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     n = len(observations)
     if actions is not None:
@@ -203,8 +229,10 @@ def _explain(
 
     # Non-finite rows are left out of every computation (and of batch
     # statistics), so they cannot poison the others; their results are NaN.
-    finite = np.all(np.isfinite(observations.reshape(n, -1)), axis=1)
-    rows = observations[finite]
+    # (A backend may check where it computes: torch copies the batch to its device once, here.)
+    finite = getattr(backend, "finite_rows", finite_rows)(observations)
+    all_finite = bool(finite.all())
+    rows = observations if all_finite else observations[finite]
 
     backend.sync_weights()
     if actions is not None:
@@ -221,7 +249,20 @@ def _explain(
         resolved_target = resolve_target(spec, len(rows), None, None, actions, states)
     chunk_targets: list[ResolvedTarget] = []
 
-    values = np.full(observations.shape, np.nan, np.float32)
+    seed_block = batch_size
+    if batch_size is None:
+        rule = getattr(backend, "pass_rows", None)
+        batch_size = DEFAULT_BATCH_SIZE if rule is None else rule(len(rows), obs_shape, spec.kind == "value")
+        # Passes of whole 1,024-row blocks draw the noise the former default did, pass size aside.
+        if batch_size >= DEFAULT_BATCH_SIZE:
+            seed_block = DEFAULT_BATCH_SIZE
+            if batch_size < len(rows):
+                batch_size -= batch_size % DEFAULT_BATCH_SIZE
+        else:
+            seed_block = batch_size
+    one_pass = all_finite and len(rows) <= batch_size
+    # One pass over a finite batch: its attributions are the result as they come back, no copy.
+    values = None if one_pass else np.full(observations.shape, np.nan, np.float32)
     target_values = np.full(n, np.nan, np.float32)
     delta = np.full(n, np.nan, np.float32)
     finite_index = np.flatnonzero(finite)
@@ -245,10 +286,15 @@ def _explain(
             chunk_target = resolved_target.take(chunk)
         fn = TargetFunction(backend, chunk_target, origin=inputs)
         # Seeding per chunk keeps results independent of earlier calls.
-        chunk_context = BatchContext(rows, (options.get("seed", 0), start))
+        chunk_context = BatchContext(rows, options.get("seed", 0), start, seed_block)
         result = attribution_method.attribute(fn, inputs, chunk_context, **options)
-        index = finite_index[chunk]
-        values[index] = result.values
+        index = chunk if all_finite else finite_index[chunk]
+        if values is None:
+            values = np.asarray(result.values, np.float32)
+            if np.may_share_memory(values, observations):  # never hand back the caller's own array
+                values = values.copy()
+        else:
+            values[index] = result.values
         target_values[index] = fn.value(inputs)
         if result.delta is not None:
             has_delta = True

@@ -8,6 +8,7 @@ values at these inputs, and their gradient w.r.t. the inputs". A new backend
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -77,6 +78,21 @@ class TargetFunction:
         assert gradient is not None
         self._remember(inputs, values)
         return values, gradient
+
+    def integrated_gradients(
+        self, inputs: np.ndarray, baseline: np.ndarray, alphas: np.ndarray, weights: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Batched Integrated Gradients on a backend that has them (torch): the attributions and
+        the target values at the baseline; None on a backend without (the method loops)."""
+        batched = getattr(self._backend, "integrated_gradients", None)
+        return None if batched is None else batched(inputs, self._target, baseline, alphas, weights)
+
+    def smoothgrad(
+        self, inputs: np.ndarray, sigma: np.ndarray, draw: Callable[[], np.ndarray], n_samples: int
+    ) -> np.ndarray | None:
+        """Batched SmoothGrad on a backend that has it (torch); None on one without (the method loops)."""
+        batched = getattr(self._backend, "smoothgrad", None)
+        return None if batched is None else batched(inputs, self._target, sigma, draw, n_samples)
 
     def _remember(self, inputs: np.ndarray, values: np.ndarray) -> None:
         if inputs is self._origin:

@@ -125,7 +125,9 @@ def same_parameters(first: tuple, second: tuple) -> bool:
 
 @dataclass
 class KeptPass:
-    """forward()'s autograd pass, kept for the next evaluate() at the same observations."""
+    """forward()'s autograd pass, kept for the next evaluate() at the same observations: the same
+    array object (explain() passes the chunk it resolved; it never writes to it), not a copy
+    compared number by number, which cost more than a GPU's whole pass on image batches."""
 
     obs: np.ndarray
     inputs: torch.Tensor
@@ -135,8 +137,7 @@ class KeptPass:
 
     def matches(self, obs: np.ndarray, parameters: tuple, states: tuple = ()) -> bool:
         return (
-            self.obs.shape == obs.shape
-            and np.array_equal(self.obs, obs)
+            self.obs is obs
             and len(self.states) == len(states)
             and all(
                 a.shape == np.shape(b) and np.array_equal(a, b)
@@ -144,6 +145,30 @@ class KeptPass:
             )
             and same_parameters(self.parameters, parameters)
         )
+
+
+def host(tensor: torch.Tensor, dtype: Any) -> np.ndarray:
+    """``tensor`` as a numpy array of ``dtype``: one device-to-host copy (none on a CPU), and no
+    numpy copy when the dtype is already right."""
+    return tensor.detach().cpu().numpy().astype(dtype, copy=False)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes a pass may take on ``device``: half of a GPU's free memory (torch's cached, unused
+    blocks included), a quarter of the machine's available RAM on a CPU (4 GiB if unknown)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return (free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)) // 2
+    try:
+        with open("/proc/meminfo") as meminfo:
+            available = [int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:")]
+    except OSError:  # not Linux
+        available = []
+    return available[0] * 1024 // 4 if available else 4 << 30
+
+
+# Batches up to this many rows always go through in one pass (the former default batch_size).
+ONE_PASS_ROWS = 1024
 
 
 def step_batch(state_structure: Any, obs: torch.Tensor, states: tuple[np.ndarray, ...]) -> dict[str, Any]:
@@ -175,6 +200,10 @@ class TorchBackend:
         self._kept: KeptPass | None = None
         self._explaining = False
         self._parameters: list[torch.Tensor] | None = None  # within explaining()
+        # Within explaining(): the explained batch and its copy on the module's device (one
+        # host-to-device copy per call; chunks are slices of it).
+        self._staged: tuple[np.ndarray, torch.Tensor] | None = None
+        self._row_bytes: dict[tuple, int] = {}  # memory a row's pass needs, by (path, row shape)
         # Stateful modules (LSTM): one step per sample, from the state given for that sample;
         # the module's initial state gives the nesting its STATE_IN dict has.
         self._state_structure = module.get_initial_state() if module.is_stateful() else None
@@ -211,6 +240,7 @@ class TorchBackend:
             finally:
                 self._explaining = False
                 self._parameters = None
+                self._staged = None
 
     def _eval_mode(self) -> Any:
         return nullcontext() if self._explaining else eval_mode(self._module)
@@ -218,11 +248,96 @@ class TorchBackend:
     def sync_weights(self) -> None:
         """Nothing to do: the module itself (and its current weights) is used."""
 
-    def _tensor(self, obs: np.ndarray) -> torch.Tensor:
-        """``obs`` in the dtype and on the device of the module's (first) parameter."""
+    def _placement(self) -> tuple[torch.dtype, torch.device]:
         first = self._parameters[0] if self._parameters else next(self._module.parameters(), None)
-        dtype, device = (torch.float32, torch.device("cpu")) if first is None else (first.dtype, first.device)
+        return (torch.float32, torch.device("cpu")) if first is None else (first.dtype, first.device)
+
+    def _tensor(self, obs: np.ndarray) -> torch.Tensor:
+        """``obs`` in the dtype and on the device of the module's (first) parameter: rows of the
+        staged batch are a slice of its device copy, anything else is copied there."""
+        staged = self._staged_rows(obs)
+        if staged is not None:
+            return staged.detach()  # (a new tensor object: requires_grad_ on it leaves the staged one)
+        dtype, device = self._placement()
         return torch.as_tensor(np.ascontiguousarray(obs), dtype=dtype, device=device)
+
+    def _staged_rows(self, obs: np.ndarray) -> torch.Tensor | None:
+        """The device copy of ``obs`` if ``obs`` is the staged batch or consecutive rows of it
+        (a slice: the same memory, so the same numbers)."""
+        if self._staged is None:
+            return None
+        batch, tensor = self._staged
+        if obs is batch:
+            return tensor
+        if (
+            not isinstance(obs, np.ndarray)
+            or obs.dtype != batch.dtype
+            or obs.ndim != batch.ndim
+            or obs.ndim == 0
+            or obs.strides != batch.strides
+            or obs.shape[1:] != batch.shape[1:]
+            or batch.strides[0] <= 0
+        ):
+            return None
+        offset = obs.__array_interface__["data"][0] - batch.__array_interface__["data"][0]
+        start, remainder = divmod(offset, batch.strides[0])
+        if remainder or start < 0 or start + len(obs) > len(batch):
+            return None
+        return tensor[start : start + len(obs)]
+
+    def finite_rows(self, obs: np.ndarray) -> np.ndarray:
+        """Which rows of the batch explain() is given are finite, checked on the module's device
+        after copying the batch there once for the whole call (numpy's check when it is too big
+        to stage, or outside explaining())."""
+        dtype, device = self._placement()
+        if not self._explaining or obs.nbytes > free_memory(device) // 4:
+            from rllib_saliency.engine import finite_rows
+
+            return finite_rows(obs)
+        with torch.inference_mode(False):  # (a caller's inference mode: see evaluate)
+            tensor = torch.as_tensor(np.ascontiguousarray(obs), dtype=dtype, device=device)
+        self._staged = (obs, tensor)
+        with torch.no_grad():
+            # A row's sum is finite only if all its numbers are; rows whose sum is not (a
+            # non-finite number, or an overflow) are checked number by number.
+            finite = torch.isfinite(tensor.reshape(len(tensor), -1).sum(dim=1))
+            suspects = torch.nonzero(~finite).flatten()
+            if len(suspects):
+                finite[suspects] = torch.isfinite(tensor[suspects].reshape(len(suspects), -1)).all(dim=1)
+        return finite.cpu().numpy()
+
+    def pass_rows(self, rows: int, row_shape: tuple[int, ...], value: bool) -> int:
+        """How many rows one pass takes (explain()'s default batch_size): all of them up to
+        ONE_PASS_ROWS; beyond, as many as fit in free_memory() at the memory a row's forward and
+        backward pass needs (measured once per module and path, see _bytes_per_row)."""
+        if rows <= ONE_PASS_ROWS or self._state_structure is not None:
+            return ONE_PASS_ROWS
+        fitting = free_memory(self._placement()[1]) // self._bytes_per_row(tuple(row_shape), value)
+        return int(max(ONE_PASS_ROWS, min(rows, fitting)))
+
+    def _bytes_per_row(self, row_shape: tuple[int, ...], value: bool) -> int:
+        """Memory a row's pass holds, measured: the tensors autograd saves for the backward pass
+        (parameters cancel out between a 2-row and a 1-row pass of zeros), twice over for the
+        temporaries it does not save, plus the row, its gradient and its staged copy."""
+        key = (value, row_shape)
+        if key not in self._row_bytes:
+            dtype, device = self._placement()
+            sizes = []
+            for rows in (1, 2):
+                saved = [0]
+
+                def pack(tensor: torch.Tensor, saved: list = saved) -> torch.Tensor:
+                    saved[0] += tensor.numel() * tensor.element_size()
+                    return tensor
+
+                inputs = torch.zeros((rows, *row_shape), dtype=dtype, device=device, requires_grad=True)
+                with torch.inference_mode(False), self._eval_mode(), torch.enable_grad():
+                    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+                        out = self._values(inputs) if value else self._run(inputs)
+                sizes.append(saved[0] + out.numel() * out.element_size())
+            row = int(np.prod(row_shape, dtype=np.int64)) * torch.finfo(dtype).bits // 8
+            self._row_bytes[key] = max(2 * (sizes[1] - sizes[0]) + 3 * row, 1)
+        return self._row_bytes[key]
 
     def _batch(self, obs: torch.Tensor, states: tuple[np.ndarray, ...]) -> dict[str, Any]:
         return step_batch(self._state_structure, obs, states)
@@ -254,7 +369,7 @@ class TorchBackend:
                 dist_inputs = self._run(inputs, states)
             if dist_inputs.requires_grad:  # (not for a module whose pass runs without autograd)
                 self._kept = KeptPass(
-                    np.array(obs, copy=True),
+                    obs,
                     inputs,
                     dist_inputs,
                     parameter_state(self._module, self._parameters),
@@ -263,23 +378,23 @@ class TorchBackend:
             with torch.no_grad():
                 dist_inputs = dist_inputs.detach()
                 greedy = greedy_action(self._module.get_inference_action_dist_cls(), dist_inputs)
-        return ModelOutputs(
-            dist_inputs.detach().cpu().numpy().astype(np.float32),
-            greedy.detach().cpu().numpy().astype(self._space.dtype),
-        )
+        return ModelOutputs(host(dist_inputs, np.float32), host(greedy, self._space.dtype))
 
     def _target(self, obs: torch.Tensor, target: ResolvedTarget) -> torch.Tensor:
         if target.kind == "value":
-            if getattr(self._module, "inference_only", False) and not hasattr(self._module, "vf"):
-                raise value_head_error(self._module_id, "it is inference-only")
-            compute_values = getattr(self._module, "compute_values", None)
-            if compute_values is None:
-                raise value_head_error(self._module_id, "it does not implement ValueFunctionAPI")
-            try:
-                return compute_values(self._batch(obs, target.states)).reshape(-1)
-            except TypeError as error:  # an inference-only copy: its vf is None
-                raise value_head_error(self._module_id, f"{type(error).__name__}: {error}") from error
+            return self._values(obs, target.states)
         return self._from_dist_inputs(self._dist_inputs(obs, target.states), target)
+
+    def _values(self, obs: torch.Tensor, states: tuple[np.ndarray, ...] = ()) -> torch.Tensor:
+        if getattr(self._module, "inference_only", False) and not hasattr(self._module, "vf"):
+            raise value_head_error(self._module_id, "it is inference-only")
+        compute_values = getattr(self._module, "compute_values", None)
+        if compute_values is None:
+            raise value_head_error(self._module_id, "it does not implement ValueFunctionAPI")
+        try:
+            return compute_values(self._batch(obs, states)).reshape(-1)
+        except TypeError as error:  # an inference-only copy: its vf is None
+            raise value_head_error(self._module_id, f"{type(error).__name__}: {error}") from error
 
     def _from_dist_inputs(self, dist_inputs: torch.Tensor, target: ResolvedTarget) -> torch.Tensor:
         if target.kind == "dist_input":
@@ -321,9 +436,102 @@ class TorchBackend:
                     (gradient,) = torch.autograd.grad(values.sum(), inputs, allow_unused=True)
                 if gradient is None:  # the target does not depend on the observation at all
                     gradient = torch.zeros_like(inputs)
-        values_np = values.detach().cpu().numpy().astype(np.float32)
-        gradient_np = None if gradient is None else gradient.detach().cpu().numpy().astype(np.float32)
-        return values_np, gradient_np
+        return host(values, np.float32), None if gradient is None else host(gradient, np.float32)
+
+
+    # --- batched passes for path and noise methods: many points per row, few large passes ---------
+
+    def integrated_gradients(
+        self,
+        obs: np.ndarray,
+        target: ResolvedTarget,
+        baseline: np.ndarray,
+        alphas: np.ndarray,
+        weights: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(x - b) * sum_k weights[k] * grad f(b + alphas[k] (x - b))`` and ``f(b)``, ``b`` the
+        observation-shaped ``baseline``, with the points built on the device, as many per pass as
+        pass_rows() allows. The same float32/float64 steps as the method's numpy loop
+        (methods/integrated_gradients.py), so the same numbers up to summation order."""
+        dtype, device = self._placement()
+        with torch.inference_mode(False), torch.no_grad():
+            x = self._tensor(obs).to(torch.float32)
+            base = torch.as_tensor(baseline, dtype=torch.float32, device=device)
+            difference = x - base
+            base64, difference64 = base.double(), difference.double()
+        alphas64 = torch.as_tensor(alphas, dtype=torch.float64, device=device)
+
+        def points(steps: slice) -> torch.Tensor:
+            scale = alphas64[steps].reshape(-1, *([1] * x.ndim))
+            return (base64 + scale * difference64).to(torch.float32).to(dtype).flatten(0, 1)
+
+        integral = self._gradient_sum(obs, target, points, len(alphas), weights)
+        with torch.inference_mode(False), torch.no_grad():
+            values = host((difference64 * integral).to(torch.float32), np.float32)
+        f_baseline, _ = self.evaluate(np.broadcast_to(baseline, obs.shape), target, with_gradient=False)
+        return values, f_baseline
+
+    def smoothgrad(
+        self,
+        obs: np.ndarray,
+        target: ResolvedTarget,
+        sigma: np.ndarray,
+        draw: Any,
+        n_samples: int,
+    ) -> np.ndarray:
+        """The mean gradient at ``x + draw().astype(float32) * sigma`` over ``n_samples`` draws (in
+        order: the same noise as the method's numpy loop), as many noisy copies per pass as
+        pass_rows() allows; the draws cross to the device, the copies are made there."""
+        dtype, device = self._placement()
+        with torch.inference_mode(False), torch.no_grad():
+            x = self._tensor(obs).to(torch.float32)
+            scale = torch.as_tensor(sigma, dtype=torch.float32, device=device)
+
+        def points(samples: slice) -> torch.Tensor:
+            count = len(range(n_samples)[samples])
+            noisy = torch.empty((count, *x.shape), dtype=torch.float32, device=device)
+            for k in range(count):
+                noise = torch.as_tensor(draw().astype(np.float32), device=device)
+                torch.add(x, noise * scale, out=noisy[k])
+            return noisy.to(dtype).flatten(0, 1)
+
+        total = self._gradient_sum(obs, target, points, n_samples, np.ones(n_samples))
+        with torch.inference_mode(False), torch.no_grad():
+            return host((total / n_samples).to(torch.float32), np.float32)
+
+    def _gradient_sum(
+        self, obs: np.ndarray, target: ResolvedTarget, points: Any, count: int, weights: np.ndarray
+    ) -> torch.Tensor:
+        """``sum_k weights[k] * grad f(points_k)`` in float64 on the device, ``points(slice of k)``
+        giving those points' rows stacked point by point; one backward pass per group of points."""
+        check_state_count(self._module_id, self._num_states, target.states)
+        self._kept = None
+        n = len(obs)
+        per_pass = self.pass_rows(count * n, tuple(obs.shape[1:]), target.kind == "value")
+        group = max(1, min(count, per_pass // n)) if count * n > ONE_PASS_ROWS else count
+        device = self._placement()[1]
+        weights64 = torch.as_tensor(np.asarray(weights, np.float64), device=device)
+        total = torch.zeros(obs.shape, dtype=torch.float64, device=device)
+        rows = np.arange(n)
+        with torch.inference_mode(False), self._eval_mode():
+            for first in range(0, count, group):
+                steps = slice(first, min(first + group, count))
+                k = steps.stop - steps.start
+                tiled = target if k == 1 else target.take(np.tile(rows, k))
+                with torch.no_grad():
+                    inputs = points(steps)
+                with torch.enable_grad():
+                    inputs.requires_grad_(True)
+                    values = self._target(inputs, tiled)
+                    gradient = None
+                    if values.requires_grad:  # (see evaluate)
+                        (gradient,) = torch.autograd.grad(values.sum(), inputs, allow_unused=True)
+                if gradient is None:
+                    continue  # the target does not depend on the observation: adds zero
+                with torch.no_grad():
+                    scale = weights64[steps].reshape(-1, *([1] * (total.ndim)))
+                    total += (scale * gradient.reshape(k, *obs.shape).double()).sum(dim=0)
+        return total
 
 
 def randomized_copy_backend(module: Any, module_id: str, rng: np.random.Generator) -> TorchBackend:

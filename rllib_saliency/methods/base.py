@@ -27,12 +27,31 @@ class BatchContext:
     """
 
     rows: np.ndarray
-    seed: int | tuple[int, ...] = 0
+    seed: int = 0
+    # Where this chunk starts in ``rows``, and how many rows each random generator covers:
+    # the rows [k * block, (k + 1) * block) draw from a generator seeded (seed, k * block), so the
+    # numbers drawn do not depend on how many rows one pass takes (None: one block, this chunk).
+    start: int = 0
+    block: int | None = None
 
     @functools.cached_property
-    def rng(self) -> np.random.Generator:
-        """Random numbers for this chunk (built on first use: it costs ~60 µs)."""
-        return np.random.default_rng(self.seed)
+    def _generators(self) -> dict[int, np.random.Generator]:
+        return {}
+
+    def standard_normal(self, shape: tuple[int, ...]) -> np.ndarray:
+        """Standard normal draws of ``shape`` (this chunk's rows first), float64; successive calls
+        continue each generator's stream. A generator is built on first use (it costs ~60 µs)."""
+        stop = self.start + shape[0]
+        block = self.block or shape[0] or 1
+        starts = [self.start] if self.block is None else list(range(self.start, stop, block))
+        parts = []
+        for first in starts:
+            generator = self._generators.get(first)
+            if generator is None:
+                generator = self._generators[first] = np.random.default_rng((self.seed, first))
+            last = stop if self.block is None else min(stop, (first // block + 1) * block)
+            parts.append(generator.standard_normal((last - first, *shape[1:])))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _statistic(self, reduce: Any) -> np.ndarray:
         if len(self.rows) == 0:

@@ -38,17 +38,22 @@ class IntegratedGradients:
     def attribute(
         self, fn: TargetFunction, inputs: np.ndarray, context: BatchContext, **options: Any
     ) -> MethodResult:
-        baseline = np.broadcast_to(baseline_array(options["baseline"], context), inputs.shape)
+        baseline_row = np.asarray(baseline_array(options["baseline"], context), np.float32)
         nodes, weights = np.polynomial.legendre.leggauss(options["steps"])
         alphas, weights = (nodes + 1.0) / 2.0, weights / 2.0  # map [-1, 1] to [0, 1]
-        difference = inputs - baseline
-        integral = np.zeros(inputs.shape, np.float64)
-        for alpha, weight in zip(alphas, weights, strict=True):
-            _, gradient = fn.value_and_gradient((baseline + alpha * difference).astype(np.float32))
-            integral += weight * gradient
-        values = (difference * integral).astype(np.float32)
-        f_inputs = fn.value(inputs)
-        f_baseline = fn.value(np.ascontiguousarray(baseline, dtype=np.float32))
+        f_inputs = fn.value(inputs)  # first: a backend that kept the greedy action's pass reuses it
+        batched = fn.integrated_gradients(inputs, baseline_row, alphas, weights)
+        if batched is not None:  # all steps in few passes, built where the model runs
+            values, f_baseline = batched
+        else:
+            baseline = np.broadcast_to(baseline_row, inputs.shape)
+            difference = inputs - baseline
+            integral = np.zeros(inputs.shape, np.float64)
+            for alpha, weight in zip(alphas, weights, strict=True):
+                _, gradient = fn.value_and_gradient((baseline + alpha * difference).astype(np.float32))
+                integral += weight * gradient
+            values = (difference * integral).astype(np.float32)
+            f_baseline = fn.value(np.ascontiguousarray(baseline, dtype=np.float32))
         sum_axes = tuple(range(1, inputs.ndim))
         delta = values.sum(axis=sum_axes, dtype=np.float64) - (f_inputs.astype(np.float64) - f_baseline)
         return MethodResult(values, delta.astype(np.float32))

@@ -23,6 +23,7 @@ from rllib_saliency.methods.base import (
     check_positive_int,
     fill_defaults,
 )
+from rllib_saliency.methods.gradient import Gradient
 
 
 class NoiseTunnel:
@@ -49,8 +50,14 @@ class NoiseTunnel:
     ) -> MethodResult:
         inner_options = {k: options[k] for k in self.inner.defaults}
         sigma = (options["noise_level"] * (context.feature_max - context.feature_min)).astype(np.float32)
+        if isinstance(self.inner, Gradient):  # SmoothGrad: batched where the backend can
+            batched = fn.smoothgrad(
+                inputs, sigma, lambda: context.standard_normal(inputs.shape), options["n_samples"]
+            )
+            if batched is not None:
+                return MethodResult(batched)
         total = np.zeros(inputs.shape, np.float64)
         for _ in range(options["n_samples"]):
-            noise = context.rng.standard_normal(inputs.shape).astype(np.float32) * sigma
+            noise = context.standard_normal(inputs.shape).astype(np.float32) * sigma
             total += self.inner.attribute(fn, inputs + noise, context, **inner_options).values
         return MethodResult((total / options["n_samples"]).astype(np.float32))
