@@ -338,14 +338,25 @@ def main() -> None:
         args.sizes, args.row_seconds, args.repeats = [64], 0.0, 3
     print(HEADER, flush=True)
     started = time.perf_counter()
-    rows = measure(args, device, lambda row: print(line(row), flush=True))
-    elapsed = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.name or f"engine_torch_{device}"
-    result = {"rows": rows, "seconds": elapsed, "argv": sys.argv[1:], "torch": torch.__version__}
-    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    table = "\n".join([HEADER, *map(line, rows)])
-    (args.out / f"{stem}.md").write_text(table + "\n")
+    done: list[dict] = []
+
+    def report(row: dict) -> None:
+        # Written after every row: a run stopped by a time limit keeps what it measured.
+        done.append(row)
+        print(line(row), flush=True)
+        result = {
+            "rows": done,
+            "seconds": time.perf_counter() - started,
+            "argv": sys.argv[1:],
+            "torch": torch.__version__,
+        }
+        (args.out / f"{stem}.json").write_text(json.dumps(result, indent=2))
+        (args.out / f"{stem}.md").write_text("\n".join([HEADER, *map(line, done)]) + "\n")
+
+    rows = measure(args, device, report)
+    elapsed = time.perf_counter() - started
     met = sum(row["met"] for row in rows)
     print(f"\n{met} of {len(rows)} rows meet their target; {math.ceil(elapsed)} s; {args.out / stem}.json")
 

@@ -169,6 +169,8 @@ def free_memory(device: torch.device) -> int:
 
 # Batches up to this many rows always go through in one pass (the former default batch_size).
 ONE_PASS_ROWS = 1024
+# Batches up to this size are staged on the device whatever its free memory (256 MiB).
+STAGE_ALWAYS_BYTES = 256 << 20
 
 
 def step_batch(state_structure: Any, obs: torch.Tensor, states: tuple[np.ndarray, ...]) -> dict[str, Any]:
@@ -290,7 +292,9 @@ class TorchBackend:
         after copying the batch there once for the whole call (numpy's check when it is too big
         to stage, or outside explaining())."""
         dtype, device = self._placement()
-        if not self._explaining or obs.nbytes > free_memory(device) // 4:
+        # (Reading the free memory costs a file read: only batches over STAGE_ALWAYS_BYTES ask.)
+        too_big = obs.nbytes > STAGE_ALWAYS_BYTES and obs.nbytes > free_memory(device) // 4
+        if not self._explaining or too_big:
             from rllib_saliency.engine import finite_rows
 
             return finite_rows(obs)
