@@ -4,7 +4,7 @@
 # (benchmarks/engine_torch.py) with --device cuda: MLP and CNN, targets action and value,
 # N = 64/256/1024, gradient, Integrated Gradients (16 steps) and SmoothGrad (16 samples).
 # Results under $OUT: engine_torch_cuda_*.json and .md (written after every row, so a time limit
-# keeps what was measured), gpu_run.md (all tables) and gpu_run.log. About 4 minutes on an H200.
+# keeps what was measured) and gpu_run.log (all tables at its end): 7 files. About 4 minutes on an H200.
 # TensorFlow is not needed (nor imported: the rows are torch only).
 #
 # Local dry run on a CPU machine:  OUT=/tmp/out PYTHON=.venv/bin/python GPU_RUN_SKIP_UNPACK=1 \
@@ -59,6 +59,6 @@ bench mlp 75 --model mlp --sizes $SIZES --row-seconds 1
 bench cnn 110 --model cnn --sizes $SIZES --methods gradient integrated_gradients --row-seconds 1.5
 bench cnn_smoothgrad 85 --model cnn --sizes $SIZES --methods smoothgrad --row-seconds 1
 
-cat "$OUT"/engine_torch_cuda_*.md > "$OUT/gpu_run.md" 2>/dev/null
-say "done (status $status); tables in $OUT/gpu_run.md"
+cat "$OUT"/engine_torch_cuda_*.md  # all tables, in the log too
+say "done (status $status)"
 exit $status

@@ -27,6 +27,7 @@ import importlib.util
 import logging
 import os
 import sys
+import types
 import warnings
 from typing import Any
 
@@ -165,3 +166,24 @@ def prepare_process() -> None:
     # imported TensorFlow too early for it.
     if both_installed:
         install_ray_hook()
+
+
+# RLlib's own switch (ray/rllib/utils/framework.py: try_import_tf) for importing it without TensorFlow.
+NO_TF_ENV_VAR = "RLLIB_TEST_NO_TF_IMPORT"
+
+
+def skip_tensorflow() -> bool:
+    """Make RLlib's import skip TensorFlow, unless it is imported already: for a process that only
+    runs torch RLModules (``rllib-saliency`` on a new-API-stack checkpoint), where importing
+    TensorFlow was most of the command's start-up. Returns whether TensorFlow will be skipped."""
+    if "tensorflow" in sys.modules:
+        return False
+    os.environ.setdefault(NO_TF_ENV_VAR, "1")
+    # RLlib warns "Not importing TensorFlow for test purposes" on every such import.
+    logging.getLogger("ray.rllib.utils.framework").setLevel(logging.ERROR)
+    # TensorBoard's event writer imports TensorFlow for its file I/O when it can, unless the
+    # module tensorboard.compat.notf exists (its own switch, a build target that pip's package
+    # lacks): then it uses its TensorFlow stub, which writes local event files the same way.
+    if "tensorboard.compat.tf" not in sys.modules:
+        sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    return True

@@ -187,6 +187,20 @@ def _read_metadata(path: str) -> dict[str, Any]:
     return metadata if isinstance(metadata, dict) else {}
 
 
+def is_new_stack_checkpoint(path: str) -> bool:
+    """Whether ``path`` is a new-API-stack checkpoint, from the folder alone (no RLlib import):
+    Checkpointable.save_to_path (an algorithm's or an RLModule's) writes class_and_ctor_args.pkl,
+    and an algorithm's metadata says version >= 2.0."""
+    from packaging import version
+
+    if not os.path.isdir(path):
+        return False
+    declared = _read_metadata(path).get("checkpoint_version")
+    return "class_and_ctor_args.pkl" in os.listdir(path) or (
+        declared is not None and version.Version(str(declared)) >= version.Version("2.0")
+    )
+
+
 def inspect_checkpoint(path: str, policy_id: str | None) -> Checkpoint:
     """Validate a checkpoint and pick the policy, without building anything or starting Ray."""
     from packaging import version
@@ -198,15 +212,10 @@ def inspect_checkpoint(path: str, policy_id: str | None) -> Checkpoint:
         raise CLIError(_checkpoint_help(path) + ".")
     path = os.path.abspath(path)
     names = os.listdir(path)
-    # New-API-stack checkpoints (Checkpointable.save_to_path: an algorithm's or an RLModule's)
-    # hold class_and_ctor_args.pkl, and an algorithm's metadata says version >= 2.0.
-    metadata = _read_metadata(path)
-    declared = metadata.get("checkpoint_version")
-    if "class_and_ctor_args.pkl" in names or (
-        declared is not None and version.Version(str(declared)) >= version.Version("2.0")
-    ):
+    if is_new_stack_checkpoint(path):
         from rllib_saliency.cli.new_stack import inspect_new_stack_checkpoint
 
+        declared = _read_metadata(path).get("checkpoint_version")
         return _with_feature_names(inspect_new_stack_checkpoint(path, policy_id, declared))
     if not any(
         name in ("rllib_checkpoint.json", "algorithm_state.pkl", "policy_state.pkl")

@@ -21,6 +21,7 @@ from rllib_saliency.cli.checkpoint import (
     check_custom_code,
     check_environment,
     inspect_checkpoint,
+    is_new_stack_checkpoint,
     load_policy,
 )
 from rllib_saliency.cli.common import (
@@ -36,6 +37,7 @@ from rllib_saliency.cli.new_stack import check_rollout, load_module, load_multi_
 from rllib_saliency.cli.new_stack_rollout import rollout_new_stack, rollout_new_stack_multi_agent
 from rllib_saliency.cli.observations import check_obs_shape, load_obs_file
 from rllib_saliency.cli.rollout import rollout_algorithm, rollout_policy
+from rllib_saliency.frameworks import skip_tensorflow
 
 
 def _import_modules(modules: Sequence[str]) -> None:
@@ -72,6 +74,9 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
     _import_modules(args.imports)
     if args.imports:
         lap("--import")
+    if is_new_stack_checkpoint(args.checkpoint):
+        # A new-stack checkpoint is a torch one: RLlib's import then skips TensorFlow (7-22 s).
+        skip_tensorflow()
     import ray.rllib  # noqa: F401 - seconds on its own; reading any checkpoint needs it
 
     lap("RLlib import")
