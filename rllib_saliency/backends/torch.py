@@ -463,16 +463,20 @@ class TorchBackend:
             base = torch.as_tensor(baseline, dtype=torch.float32, device=device)
             difference = x - base
             base64, difference64 = base.double(), difference.double()
-        alphas64 = torch.as_tensor(alphas, dtype=torch.float64, device=device)
 
         def points(steps: slice) -> torch.Tensor:
-            scale = alphas64[steps].reshape(-1, *([1] * x.ndim))
-            return (base64 + scale * difference64).to(torch.float32).to(dtype).flatten(0, 1)
+            chosen = np.asarray(alphas)[steps]
+            rows = torch.empty((len(chosen), *x.shape), dtype=dtype, device=device)
+            for k, alpha in enumerate(chosen):  # one step at a time: float64 temporaries of N rows
+                rows[k] = (base64 + float(alpha) * difference64).to(torch.float32)
+            return rows.flatten(0, 1)
 
         integral = self._gradient_sum(obs, target, points, len(alphas), weights)
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), self._eval_mode():
             values = host((difference64 * integral).to(torch.float32), np.float32)
-        f_baseline, _ = self.evaluate(np.broadcast_to(baseline, obs.shape), target, with_gradient=False)
+            # f at the baseline, made on the device (not a batch-sized host array)
+            at_baseline = base.expand_as(x).to(dtype).contiguous()
+            f_baseline = host(self._target(at_baseline, target), np.float32)
         return values, f_baseline
 
     def smoothgrad(
