@@ -1,7 +1,8 @@
 """A small synthetic image env with Atari's observation shape, for the callback benchmark.
 
-84x84x4 uint8 frames (a stack of the last four): a bright 8x8 square drifts left and right; the
-reward is for the action pointing toward it. Cheap to step, so an iteration's time is PPO's
+84x84x4 float32 frames in [0, 1] (a stack of the last four, scaled as Atari preprocessing scales
+them; RLlib's torch CNN takes float input): a bright 8x8 square drifts left and right; the reward
+is for the action pointing toward it. Cheap to step, so an iteration's time is PPO's
 CNN work and the callback's, not an emulator's.
 """
 
@@ -17,15 +18,15 @@ SIZE, SQUARE = 84, 8
 
 class AtariShapedEnv(gym.Env):
     def __init__(self, config: Any = None) -> None:
-        self.observation_space = gym.spaces.Box(0, 255, (SIZE, SIZE, 4), np.uint8)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (SIZE, SIZE, 4), np.float32)
         self.action_space = gym.spaces.Discrete(3)
         self._rng = np.random.default_rng(0)
         self._t = 0
         self._x = 0
 
     def _frame(self) -> np.ndarray:
-        frame = np.full((SIZE, SIZE), 20, np.uint8)
-        frame[38 : 38 + SQUARE, self._x : self._x + SQUARE] = 255
+        frame = np.full((SIZE, SIZE), 0.1, np.float32)
+        frame[38 : 38 + SQUARE, self._x : self._x + SQUARE] = 1.0
         return frame
 
     def _obs(self) -> np.ndarray:

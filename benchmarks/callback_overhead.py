@@ -14,7 +14,7 @@ writes benchmarks/results/callback_overhead.json.
 more. The target is on the **mean** iteration time (images included), for both.
 
 ``--env image`` (new API stack, torch): an image policy instead, PPO with RLlib's default CNN
-on Atari-shaped 84x84x4 uint8 observations from a small synthetic env (``_image_env.py``),
+on Atari-shaped 84x84x4 float32 observations from a small synthetic env (``_image_env.py``),
 ``--train-batch-size`` (default 1000) steps per iteration, minibatches of 128, one epoch.
 Writes callback_overhead_image.json.
 

@@ -303,12 +303,14 @@ class TorchBackend:
         self._staged = (obs, tensor)
         with torch.no_grad():
             # A row's sum is finite only if all its numbers are; rows whose sum is not (a
-            # non-finite number, or an overflow) are checked number by number.
-            finite = torch.isfinite(tensor.reshape(len(tensor), -1).sum(dim=1))
-            suspects = torch.nonzero(~finite).flatten()
+            # non-finite number, or an overflow) are checked number by number. (One wait for
+            # the device in the common case: the N flags come back once.)
+            finite = torch.isfinite(tensor.reshape(len(tensor), -1).sum(dim=1)).cpu().numpy()
+            suspects = np.flatnonzero(~finite)
             if len(suspects):
-                finite[suspects] = torch.isfinite(tensor[suspects].reshape(len(suspects), -1)).all(dim=1)
-        return finite.cpu().numpy()
+                rows = tensor[torch.as_tensor(suspects, device=device)]
+                finite[suspects] = torch.isfinite(rows.reshape(len(suspects), -1)).all(dim=1).cpu().numpy()
+        return finite
 
     def pass_rows(self, rows: int, row_shape: tuple[int, ...], value: bool) -> int:
         """How many rows one pass takes (explain()'s default batch_size): all of them up to
