@@ -87,6 +87,7 @@ def main() -> None:
             start = time.perf_counter()
             result = algo.train()
             times[name].append(time.perf_counter() - start)
+            print(f"iteration {len(times[name])} {name}: {times[name][-1]:.2f} s", flush=True)
             if name == "with":
                 saliency_seconds.append(float(result["saliency"]["seconds"]))
     without, with_ = statistics.median(times["without"]), statistics.median(times["with"])

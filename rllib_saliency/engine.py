@@ -269,7 +269,8 @@ def _explain(
     has_delta = False
     for start in range(0, len(rows), batch_size):
         chunk = slice(start, start + batch_size)
-        inputs = rows[chunk]
+        # (The whole batch as itself, not a view: a backend recognises the array it staged.)
+        inputs = rows if len(rows) <= batch_size else rows[chunk]
         if per_chunk:
             chunk_states = tuple(s[chunk] for s in states)
             outputs = backend.forward(inputs, chunk_states)

@@ -187,3 +187,13 @@ def test_the_pass_size_rule_follows_the_memory_a_row_needs(cnn, mlp):
     # The row's own memory is counted: at least the row, its gradient and its staged copy.
     assert large._bytes_per_row((84, 84, 4), True) >= 3 * 84 * 84 * 4 * 4
     assert small.pass_rows(10**6, (4,), False) >= 1024
+
+
+def test_the_submodule_walk_is_module_modules(cnn, mlp):
+    from rllib_saliency.backends.torch import parameters_of, submodules
+
+    shared = torch.nn.Linear(2, 2)  # a submodule and a parameter reachable twice: listed once
+    nested = torch.nn.Sequential(shared, torch.nn.Sequential(shared, torch.nn.ReLU()), torch.nn.Tanh())
+    for module in (cnn, mlp, nested):
+        assert submodules(module) == list(module.modules())
+        assert parameters_of(submodules(module)) == list(module.parameters())
