@@ -489,25 +489,25 @@ class TorchBackend:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(x - b) * sum_k weights[k] * grad f(b + alphas[k] (x - b))`` and ``f(b)``, ``b`` the
         observation-shaped ``baseline``, with the points built on the device, as many per pass as
-        pass_rows() allows. The same float32/float64 steps as the method's numpy loop
-        (methods/integrated_gradients.py), so the same numbers up to summation order."""
+        pass_rows() allows. In float32 throughout (the method's numpy loop builds the points and
+        sums in float64, whose passes over steps x N rows cost a CPU a quarter of the model's
+        time): the loop's numbers within float32 rounding (tests/new_stack/test_torch_host_side)."""
         dtype, device = self._placement()
         with torch.inference_mode(False), torch.no_grad():
             x = self._tensor(obs).to(torch.float32)
             base = torch.as_tensor(baseline, dtype=torch.float32, device=device)
             difference = x - base
-            base64, difference64 = base.double(), difference.double()
 
         def points(steps: slice) -> torch.Tensor:
             chosen = np.asarray(alphas)[steps]
             rows = torch.empty((len(chosen), *x.shape), dtype=dtype, device=device)
-            for k, alpha in enumerate(chosen):  # one step at a time: float64 temporaries of N rows
-                rows[k] = (base64 + float(alpha) * difference64).to(torch.float32)
+            for k, alpha in enumerate(chosen):
+                torch.add(base, difference, alpha=float(alpha), out=rows[k])
             return rows.flatten(0, 1)
 
         integral = self._gradient_sum(obs, target, points, len(alphas), weights)
         with torch.inference_mode(False), torch.no_grad(), self._eval_mode():
-            values = host((difference64 * integral).to(torch.float32), np.float32)
+            values = host(difference * integral.to(torch.float32), np.float32)
             # f at the baseline, made on the device (not a batch-sized host array)
             at_baseline = base.expand_as(x).to(dtype).contiguous()
             f_baseline = host(self._target(at_baseline, target), np.float32)
@@ -523,7 +523,8 @@ class TorchBackend:
     ) -> np.ndarray:
         """The mean gradient at ``x + draw().astype(float32) * sigma`` over ``n_samples`` draws (in
         order: the same noise as the method's numpy loop), as many noisy copies per pass as
-        pass_rows() allows; the draws cross to the device, the copies are made there."""
+        pass_rows() allows; the draws cross to the device, the copies are made there. Summed in
+        the module's dtype (the loop: float64), so the same numbers within float32 rounding."""
         dtype, device = self._placement()
         with torch.inference_mode(False), torch.no_grad():
             x = self._tensor(obs).to(torch.float32)
@@ -537,23 +538,23 @@ class TorchBackend:
                 torch.add(x, noise * scale, out=noisy[k])
             return noisy.to(dtype).flatten(0, 1)
 
-        total = self._gradient_sum(obs, target, points, n_samples, np.ones(n_samples))
+        total = self._gradient_sum(obs, target, points, n_samples, np.full(n_samples, 1.0 / n_samples))
         with torch.inference_mode(False), torch.no_grad():
-            return host((total / n_samples).to(torch.float32), np.float32)
+            return host(total.to(torch.float32), np.float32)
 
     def _gradient_sum(
         self, obs: np.ndarray, target: ResolvedTarget, points: Any, count: int, weights: np.ndarray
     ) -> torch.Tensor:
-        """``sum_k weights[k] * grad f(points_k)`` in float64 on the device, ``points(slice of k)``
-        giving those points' rows stacked point by point; one backward pass per group of points."""
+        """``sum_k weights[k] * grad f(points_k)`` on the device, in the module's dtype, ``points(slice
+        of k)`` giving those points' rows stacked point by point; one backward pass per group."""
         check_state_count(self._module_id, self._num_states, target.states)
         self._kept = None
         n = len(obs)
         per_pass = self.pass_rows(count * n, tuple(obs.shape[1:]), target.kind == "value")
         group = max(1, min(count, per_pass // n)) if count * n > ONE_PASS_ROWS else count
-        device = self._placement()[1]
-        weights64 = torch.as_tensor(np.asarray(weights, np.float64), device=device)
-        total = torch.zeros(obs.shape, dtype=torch.float64, device=device)
+        dtype, device = self._placement()
+        weights_t = torch.as_tensor(np.asarray(weights, np.float64), dtype=dtype, device=device)
+        total = torch.zeros(obs.shape, dtype=dtype, device=device)
         rows = np.arange(n)
         with torch.inference_mode(False), self._eval_mode():
             for first in range(0, count, group):
@@ -570,9 +571,8 @@ class TorchBackend:
                         (gradient,) = torch.autograd.grad(values.sum(), inputs, allow_unused=True)
                 if gradient is None:
                     continue  # the target does not depend on the observation: adds zero
-                with torch.no_grad():
-                    scale = weights64[steps].reshape(-1, *([1] * (total.ndim)))
-                    total += (scale * gradient.reshape(k, *obs.shape).double()).sum(dim=0)
+                with torch.no_grad():  # the weighted sum over the group's points, as one matrix product
+                    total += torch.tensordot(weights_t[steps], gradient.reshape(k, *obs.shape), dims=1)
         return total
 
 
