@@ -220,9 +220,21 @@ def measure_row(module: Any, bare: Bare, model: str, obs: Any, method: str, targ
             "bare": lambda: bare.smoothgrad(obs, target, args.samples, group, True),
             "bare_device_noise": lambda: bare.smoothgrad(obs, target, args.samples, group, False),
         }
-    got, expected = ours(), bares["bare"]()  # same numbers (and the warm-up)
-    scale = float(np.abs(expected).max()) or 1.0
-    agreement = float(np.abs(got - expected).max() / scale)
+    # Same numbers (and the warm-up). The bare passes take the greedy action from a pass of their
+    # own; an untrained network's near-tied logits can pick another one for a few rows (another
+    # kernel, other rounding): those rows are left out of the comparison, at most 5% of them.
+    attribution = explain(module, obs, method, target, **options)
+    got, expected = attribution.values, bares["bare"]()
+    rows = np.ones(n, bool)
+    if target == "action":
+        with torch.no_grad():
+            logits = bare.logits(torch.as_tensor(obs, device=obs_device(module)))
+        columns = logits.argmax(dim=1).cpu().numpy()
+        rows = columns == attribution.resolved.columns
+        if rows.mean() < 0.95:
+            raise AssertionError(f"{model} {method} N={n}: the greedy actions differ on {1 - rows.mean():.0%}")
+    scale = float(np.abs(expected[rows]).max()) or 1.0
+    agreement = float(np.abs(got[rows] - expected[rows]).max() / scale)
     if agreement > 1e-3:
         raise AssertionError(f"{model} {method} {target} N={n}: explain and bare differ ({agreement:.2e})")
     times = time_pair(ours, bares, args.row_seconds, args.repeats)
