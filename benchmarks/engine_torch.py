@@ -232,7 +232,7 @@ def measure_row(module: Any, bare: Bare, model: str, obs: Any, method: str, targ
         columns = logits.argmax(dim=1).cpu().numpy()
         rows = columns == attribution.resolved.columns
         if rows.mean() < 0.95:
-            raise AssertionError(f"{model} {method} N={n}: the greedy actions differ on {1 - rows.mean():.0%}")
+            raise AssertionError(f"{model} {method} N={n}: greedy actions differ on {1 - rows.mean():.0%}")
     scale = float(np.abs(expected[rows]).max()) or 1.0
     agreement = float(np.abs(got[rows] - expected[rows]).max() / scale)
     if agreement > 1e-3:
