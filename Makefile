@@ -35,11 +35,12 @@ $(FRAMEWORK_TESTS): $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
-	$(PY) benchmarks/engine_torch.py
-	$(PY) benchmarks/engine_torch.py --threads 2
+	$(PY) benchmarks/engine_torch.py --sizes 64 256
+	$(PY) benchmarks/engine_torch.py --sizes 64 256 --threads 1 --clock process --name engine_torch_cpu_process
 	$(PY) benchmarks/callback_overhead.py
 	$(PY) benchmarks/callback_overhead.py --short
 	$(PY) benchmarks/callback_overhead.py --framework torch
+	$(PY) benchmarks/callback_overhead.py --env image
 	$(PY) benchmarks/movie.py
 
 # ~20 minutes: 1,000 computations per TF mode and on the new stack, and 100 training iterations.
