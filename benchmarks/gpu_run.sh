@@ -55,9 +55,9 @@ bench() {  # name, time limit (s), then engine_torch.py arguments
     local rc=$?
     [ $rc -eq 0 ] || { say "$name stopped with exit status $rc (rows measured so far are kept)"; status=1; }
 }
-bench mlp 75 --model mlp --sizes $SIZES --row-seconds 1
-bench cnn 110 --model cnn --sizes $SIZES --methods gradient integrated_gradients --row-seconds 1.5
-bench cnn_smoothgrad 85 --model cnn --sizes $SIZES --methods smoothgrad --row-seconds 1
+bench mlp 50 --model mlp --sizes $SIZES --row-seconds 1
+bench cnn 90 --model cnn --sizes $SIZES --methods gradient integrated_gradients --row-seconds 1.5
+bench cnn_smoothgrad 110 --model cnn --sizes $SIZES --methods smoothgrad --row-seconds 1
 
 cat "$OUT"/engine_torch_cuda_*.md  # all tables, in the log too
 say "done (status $status)"
