@@ -18,6 +18,7 @@ import numpy as np
 from rllib_saliency.callbacks.errors import ErrorRecord
 from rllib_saliency.callbacks.settings import SaliencySettings
 from rllib_saliency.engine import explain
+from rllib_saliency.errors import UnsupportedModel, UnsupportedTarget
 from rllib_saliency.summaries import AttributionSummary, feature_layout, summarize
 from rllib_saliency.targets import action_targets
 from rllib_saliency.trust import deletion_test, randomization_rank_corr, rank_agreement
@@ -108,6 +109,12 @@ def explain_sample(
                 summary.trust = _trust_sums(model, attribution, settings)
                 summaries.append(summary)
                 attributions[method] = (attribution, summary)
+            except UnsupportedModel as error:  # no target of this model works: one line, once
+                errors.append((f"policy {model_id}", type(error).__name__, str(error), 1))
+                return summaries, errors
+            except UnsupportedTarget as error:  # the other methods of this target would say the same
+                errors.append((f"policy {model_id}/{target}", type(error).__name__, str(error), 1))
+                break
             except Exception as error:  # noqa: BLE001 - one bad pair must not stop the rest
                 errors.append(
                     (f"explain {model_id}/{target}/{method}", type(error).__name__, traceback.format_exc(), 1)

@@ -15,13 +15,15 @@ silently takes the runner down.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import traceback
+import weakref
 from typing import Any
 
 import numpy as np
 
-from rllib_saliency.backends import check_supported
+from rllib_saliency.backends import check_supported, is_multi_module
 from rllib_saliency.callbacks.compute import Sample, explain_sample
 
 NAME = "new"
@@ -373,3 +375,84 @@ def episode_data(algorithm: Any, module_id: str, settings: Any, seed: int, label
         stage, kind, details, _ = outcomes[0]
         raise RuntimeError(f"{stage} failed ({kind}):\n{details}")
     return outcomes[0]
+
+
+# Local copies of remote learners' modules, per algorithm and module id: built once, their
+# weights refreshed from the learner on every learner_module() call.
+_learner_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_ids(algorithm: Any) -> list[str]:
+    """The ids of the learner's modules (the algorithm's MultiRLModule keys)."""
+    group = algorithm.learner_group
+    learner = getattr(group, "_learner", None) if group.is_local else None
+    if learner is not None:
+        return sorted(learner.module.keys())
+    return sorted(_learner_module_spec(algorithm).rl_module_specs)
+
+
+def _learner_module_spec(algorithm: Any) -> Any:
+    """The MultiRLModuleSpec the learner group built its learners' modules from."""
+    _, kwargs = algorithm.learner_group.get_ctor_args_and_kwargs()
+    spec = kwargs.get("module_spec")
+    if spec is None:
+        spec = algorithm.config.get_multi_rl_module_spec(
+            spaces=algorithm.env_runner_group.get_spaces(), inference_only=False
+        )
+    return spec
+
+
+def learner_module(algorithm: Any, module_id: str) -> Any:
+    """The learner's module ``module_id`` with the learner's current weights: the live module of a
+    local learner (``num_learners=0``, except APPO/IMPALA with env runners), else a local CPU copy
+    built once from the learner group's module spec and refreshed from
+    ``learner_group.get_weights`` on every call (one transfer of that module's weights)."""
+    group = algorithm.learner_group
+    learner = getattr(group, "_learner", None) if group.is_local else None
+    if learner is not None:
+        return learner.module[module_id]
+    copies = _learner_copies.setdefault(algorithm, {})
+    module = copies.get(module_id)
+    if module is None:
+        spec = _learner_module_spec(algorithm).rl_module_specs[module_id]
+        module = dataclasses.replace(spec, inference_only=False).build()
+        copies[module_id] = module
+    module.set_state(group.get_weights(module_ids=[module_id])[module_id])
+    return module
+
+
+def current_model(algorithm: Any, module_id: str) -> Any:
+    """The model that holds every target with the current weights: the learner's module."""
+    return learner_module(algorithm, module_id)
+
+
+def env_runner_holding(module: Any) -> Any:
+    """The EnvRunner whose (Multi)RLModule holds ``module``, if any in this process: e.g.
+    ``algo.get_module()``, the driver's copy, whose weights RLlib syncs from the learner only for
+    acting (never an LSTM module's value head; on APPO/IMPALA it lags). Found through the garbage
+    collector's referrers (a module does not know its owner): ~50-100 ms, so callers cache it."""
+    import gc
+
+    from ray.rllib.env.env_runner import EnvRunner
+
+    def owners(obj: Any) -> list[Any]:
+        found = []
+        for referrer in gc.get_referrers(obj):
+            if isinstance(referrer, dict):  # an instance __dict__, or MultiRLModule._rl_modules
+                found += [
+                    o
+                    for o in gc.get_referrers(referrer)
+                    if getattr(o, "__dict__", None) is referrer or getattr(o, "_rl_modules", None) is referrer
+                ]
+            else:
+                found.append(referrer)
+        return found
+
+    for owner in owners(module):
+        if isinstance(owner, EnvRunner):
+            return owner
+        if is_multi_module(owner):
+            runner = next((o for o in owners(owner) if isinstance(o, EnvRunner)), None)
+            if runner is not None:
+                return runner
+    return None

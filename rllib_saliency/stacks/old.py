@@ -89,6 +89,17 @@ def model(algorithm: Any, policy_id: str) -> Any:
     return algorithm.get_policy(policy_id)
 
 
+def model_ids(algorithm: Any) -> list[str]:
+    """The ids of the driver's policies."""
+    return sorted(algorithm.env_runner.policy_map.keys())
+
+
+def current_model(algorithm: Any, policy_id: str) -> Any:
+    """The model that holds every target with the current weights: the driver's policy, which is
+    the one that learns on the old stack."""
+    return algorithm.get_policy(policy_id)
+
+
 def episode_data(algorithm: Any, policy_id: str, settings: Any, seed: int, label: str) -> Any:
     """Driver side, ``episode_every``: one greedy episode (at most ``episode_max_steps`` steps) of
     the driver's policy (the learner's, current weights) in a fresh env from the algorithm's config,
