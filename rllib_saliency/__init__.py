@@ -29,7 +29,7 @@ _EXPORTS = {
     "explain": "rllib_saliency.api",
     "SaliencyCallbacks": "rllib_saliency.callbacks",
     "SaliencySettings": "rllib_saliency.callbacks",
-    "per_step_states": "rllib_saliency.recurrent",
+    "per_step_states": "rllib_saliency.stacks.old",
 }
 
 __all__ = sorted(_EXPORTS)

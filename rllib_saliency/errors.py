@@ -8,6 +8,9 @@ message. Imports nothing of the package, so any module may raise them.
 
 from __future__ import annotations
 
+# (stage, error type, details, times): how workers report failures to the driver, as data.
+ErrorRecord = tuple[str, str, str, int]
+
 
 class UnsupportedModel(TypeError):
     """This model cannot be explained at all (its message says what it is, what it lacks)."""

@@ -35,7 +35,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
-from rllib_saliency.backends.base import ModelOutputs, check_state_count
+from rllib_saliency.backends.base import ModelOutputs, check_state_count, reinitialised_weights
 from rllib_saliency.errors import UnsupportedModel, UnsupportedTarget
 from rllib_saliency.targets import ResolvedTarget
 
@@ -378,11 +378,10 @@ def randomized_copy_backend(module: Any, module_id: str, rng: np.random.Generato
     weights, zero biases), drawn from ``rng``: the module itself and torch's RNG are untouched."""
     import copy
 
-    from rllib_saliency.trust.randomization import _reinitialised
 
     replica = copy.deepcopy(module)
     parameters = list(replica.parameters())
-    values = _reinitialised([tuple(p.shape) for p in parameters], rng, channels_last=False)
+    values = reinitialised_weights([tuple(p.shape) for p in parameters], rng, channels_last=False)
     with torch.no_grad():
         for parameter, value in zip(parameters, values, strict=True):
             parameter.copy_(torch.as_tensor(value, dtype=parameter.dtype))

@@ -19,12 +19,13 @@ import dataclasses
 import functools
 import traceback
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from rllib_saliency.backends import check_supported, is_multi_module
-from rllib_saliency.callbacks.compute import Sample, explain_sample
+from rllib_saliency.sample_summaries import Sample, explain_sample
 
 NAME = "new"
 DEFAULT_MODULE_ID = "default_policy"  # ray.rllib.core.DEFAULT_MODULE_ID, without importing it
@@ -220,12 +221,11 @@ def sample(callbacks: Any, env_runner: Any, episodes: list) -> None:
                 store.add(module_id, getattr(env_runner, "worker_index", 0), obs, actions, states)
 
 
-def take_samples(env_runner: Any) -> dict[str, Any]:
-    """Runs on an env runner: its reservoirs, drained. Returns errors as data, never raises."""
-    from rllib_saliency.callbacks import find_saliency_callbacks
-
+def take_samples(env_runner: Any, find: Callable[[Any], Any]) -> dict[str, Any]:
+    """Runs on an env runner: its reservoirs (of the callbacks ``find`` finds on it), drained.
+    Returns errors as data, never raises."""
     try:
-        callbacks = find_saliency_callbacks(env_runner)
+        callbacks = find(env_runner)
         if callbacks is None:
             return {"errors": [("sampling", "NoCallbacks", "SaliencyCallbacks not found", 1)]}
         samples, skipped = callbacks.store.drain()
@@ -279,12 +279,15 @@ def _merge_samples(parts: list[dict[str, Sample]]) -> dict[str, Sample]:
     }
 
 
-def collect(callbacks: Any, algorithm: Any) -> list[dict[str, Any]]:
+def collect(callbacks: Any, algorithm: Any, find: Callable[[Any], Any]) -> list[dict[str, Any]]:
+    """Driver side: the env runners' reservoirs, explained where the learner is. ``find(runner)``
+    returns the runner's callbacks instance (passed in: the callback package is a floor above)."""
     group = algorithm.env_runner_group
+    take = functools.partial(take_samples, find=find)
     if group.num_remote_env_runners() > 0:
-        parts = group.foreach_env_runner(take_samples, local_env_runner=False, healthy_only=True)
+        parts = group.foreach_env_runner(take, local_env_runner=False, healthy_only=True)
     else:
-        parts = [take_samples(algorithm.env_runner)]
+        parts = [take(algorithm.env_runner)]
     samples = _merge_samples([part.get("samples", {}) for part in parts])
     report: dict[str, Any] = {"errors": [], "skipped": {}}
     report["layout_spaces"] = {}
@@ -324,7 +327,6 @@ def model(algorithm: Any, module_id: str) -> Any:
 def movie_on_learner(learner: Any, record: Any, module_id: str, settings: Any, label: str) -> Any:
     """Runs where the learner is: both heads' maps of a played episode with the learner's module
     (it has the value head). Returns the movie data, or an error record (never raises)."""
-    from rllib_saliency.callbacks.episodes import feature_names_for, method_options
     from rllib_saliency.movie import compute_movie_data
 
     try:
@@ -332,10 +334,10 @@ def movie_on_learner(learner: Any, record: Any, module_id: str, settings: Any, l
             learner.module[module_id],
             record,
             settings.episode_method,
-            method_options(settings),
+            settings.episode_method_options(),
             policy_id=module_id,
             checkpoint=label,
-            feature_names=feature_names_for(settings, module_id, int(record.observations[0].size)),
+            feature_names=settings.feature_names_for(module_id, int(record.observations[0].size)),
         )
         return data
     except BaseException as error:  # noqa: BLE001 - must not take a remote learner down
