@@ -26,7 +26,7 @@ def run_example(name: str, *args: str, cwd: Path) -> str:
 def test_cartpole_demo_prints_the_tensorboard_command(tmp_path):
     args = ["--iterations", "2", "--storage", str(tmp_path / "results")]
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / "cartpole.py"), *args],
+        [sys.executable, str(EXAMPLES / "cartpole.py"), *args, "--framework", FRAMEWORK],
         cwd=tmp_path,
         capture_output=True,
         text=True,
