@@ -27,28 +27,26 @@ def cartpole_obs(n: int = 48, seed: int = 0) -> np.ndarray:
     return (rng.standard_normal((n, 4)) * [1.0, 1.0, 0.1, 1.0]).astype(np.float32)
 
 
-def appo_config():
-    from ray.rllib.algorithms.appo import APPOConfig
+def async_config(name: str):
+    """APPO or IMPALA with one env runner: their learner runs remotely even with num_learners=0."""
+    import importlib
 
+    module = importlib.import_module(f"ray.rllib.algorithms.{name.lower()}")
     return (
-        APPOConfig()
+        getattr(module, f"{name}Config")()
         .environment("CartPole-v1")
         .env_runners(num_env_runners=1)
         .training(train_batch_size_per_learner=100)
         .debugging(seed=0)
     )
+
+
+def appo_config():
+    return async_config("APPO")
 
 
 def impala_config():
-    from ray.rllib.algorithms.impala import IMPALAConfig
-
-    return (
-        IMPALAConfig()
-        .environment("CartPole-v1")
-        .env_runners(num_env_runners=1)
-        .training(train_batch_size_per_learner=100)
-        .debugging(seed=0)
-    )
+    return async_config("IMPALA")
 
 
 def remote_learner_ppo_config():
