@@ -86,12 +86,12 @@ class Stack:
         the iteration (Tune's logger does the same)."""
         return int(result["training_iteration"] if self.name == "new" else result["timesteps_total"])
 
-    def save(self, algo, path: str) -> None:
-        """The stack's own way to save (new stack: save_to_path; old stack: Trainable.save)."""
+    def save(self, algo, path: str) -> str:
+        """The stack's own way to save (new stack: save_to_path; old stack: Trainable.save);
+        returns the checkpoint's path."""
         if self.name == "new":
-            algo.save_to_path(path)
-        else:
-            algo.save(path)
+            return algo.save_to_path(path)
+        return algo.save(path).checkpoint.path
 
 
 STACK = Stack(FRAMEWORK)
