@@ -3,7 +3,8 @@ working (or a statement that stops being true of the API) fails ``make test``.
 
 Blocks fenced as ```python are run; signatures and shell lines are fenced otherwise. A block
 that trains gets a short training: the prelude shrinks the batch of every algorithm built
-(``AlgorithmConfig.build_algo``) to 256 steps, and nothing else. Run once, in the tf2 process
+(``AlgorithmConfig.build_algo``) to 256 steps, sampled by the driver's own env runner, and
+changes nothing else. Run once, in the tf2 process
 (each block is its own process whatever the suite's framework).
 """
 
@@ -37,6 +38,7 @@ PRELUDE = textwrap.dedent(
 
     def _short_build_algo(self, *args, **kwargs):
         self.training(train_batch_size=256, minibatch_size=128, num_epochs=1)
+        self.env_runners(num_env_runners=0)  # no runner processes to start for 256 steps
         return _build_algo(self, *args, **kwargs)
 
     AlgorithmConfig.build_algo = _short_build_algo
