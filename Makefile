@@ -13,7 +13,7 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/cartpole_torch.py
+	$(PY) examples/cartpole.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check rllib_saliency tests examples benchmarks

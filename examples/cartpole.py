@@ -1,18 +1,20 @@
 """Train PPO on CartPole and watch what it looks at, in TensorBoard.
 
-The old-API-stack (TensorFlow) counterpart of `make demo` (examples/cartpole_torch.py).
-It trains under Tune for about a minute on 2 CPU cores with
+`make demo` runs this on RLlib's new API stack (torch RLModules); `--framework tf` or `tf2`
+runs the same on the old API stack (TensorFlow policies). It trains under Tune for about a
+minute on 2 CPU cores with
 SaliencyCallbacks logging gradient and Integrated Gradients saliency of the
 greedy action's logit and of the value function, then prints the TensorBoard
 command and the ``rllib-saliency explain`` command for the checkpoint it saves.
+The torch config is RLlib's default stack: no .api_stack(...), no .framework(...).
 
-Run: python examples/cartpole.py [--iterations 12] [--framework tf|tf2] [--storage DIR]
+Run: python examples/cartpole.py [--iterations 12] [--framework torch|tf|tf2] [--storage DIR]
 """
 
 from __future__ import annotations
 
 # isort: off
-import rllib_saliency  # noqa: F401  (import before TensorFlow: selects tf-keras for RLlib)
+import rllib_saliency  # noqa: F401  (import first: tf-keras, and a safe TensorFlow/torch order)
 
 # isort: on
 import argparse
@@ -31,21 +33,25 @@ FEATURES = ["cart_position", "cart_velocity", "pole_angle", "pole_angular_veloci
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=12)
-    parser.add_argument("--framework", choices=("tf", "tf2"), default="tf")
+    parser.add_argument("--framework", choices=("torch", "tf", "tf2"), default="torch")
     parser.add_argument("--storage", default="demo_results", help="where Tune puts the trial dir")
     args = parser.parse_args()
 
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+    config = PPOConfig()
+    if args.framework != "torch":  # RLlib's TensorFlow policies live on the old API stack.
+        config = config.api_stack(
+            enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False
+        ).framework(args.framework)
     config = (
-        PPOConfig()
-        # RLlib's TensorFlow policies live on the old API stack.
-        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
+        config
         .environment("CartPole-v1")
-        .framework(args.framework)
         .env_runners(num_env_runners=2)
         .training(train_batch_size=2000, minibatch_size=256, num_epochs=8)
-        # The one line that adds saliency. Every iteration: 64 sampled observations per
-        # env runner, two methods, two targets; images every 2nd computation.
+        # The one line that adds saliency, the same on both stacks. Every iteration: 64
+        # sampled observations per env runner, explained by the model with the learner's
+        # weights (new stack: the learner's module; old stack: each env runner's policy);
+        # two methods, two targets; images every 2nd computation.
         .callbacks(
             SaliencyCallbacks.configure(
                 every=1,
@@ -66,7 +72,7 @@ def main() -> None:
         PPO,
         param_space=config,
         run_config=tune.RunConfig(
-            name="cartpole_saliency",
+            name="cartpole_saliency" if args.framework == "torch" else f"cartpole_saliency_{args.framework}",
             storage_path=os.path.abspath(args.storage),
             stop={"training_iteration": args.iterations},
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),

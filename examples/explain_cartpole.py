@@ -44,13 +44,13 @@ def main() -> None:
     # A batch of real observations from the environment.
     env = gym.make("CartPole-v1")
     obs = np.stack([env.reset(seed=s)[0] for s in range(256)])
-    policy = algo.get_policy()
     print(f"\nmean |attribution| per feature, {len(obs)} observations, target 'action' (greedy logit)")
     print(f"{'method':24s}" + "".join(f"{name:>24s}" for name in FEATURES))
     for method in METHODS:
-        attribution = explain(policy, obs, method=method, target="action")
+        # explain(algo, ...): the model with the learner's current weights (here: the TF policy).
+        attribution = explain(algo, obs, method=method, target="action")
         print(f"{method:24s}" + "".join(f"{v:24.4f}" for v in np.abs(attribution.values).mean(0)))
-    ig = explain(policy, obs, method="integrated_gradients", target="value")
+    ig = explain(algo, obs, method="integrated_gradients", target="value")
     print(f"\nIntegrated Gradients on the value: max |completeness error| {np.abs(ig.delta).max():.2e}")
     algo.stop()
     ray.shutdown()

@@ -23,12 +23,13 @@ __version__ = "0.2.0"
 _EXPORTS = {
     "METHODS": "rllib_saliency.methods",
     "ActivationMaximization": "rllib_saliency.activation",
-    "maximize_activation": "rllib_saliency.activation",
+    "maximize_activation": "rllib_saliency.api",
+    "learner_module": "rllib_saliency.api",
     "Attribution": "rllib_saliency.engine",
-    "explain": "rllib_saliency.engine",
+    "explain": "rllib_saliency.api",
     "SaliencyCallbacks": "rllib_saliency.callbacks",
     "SaliencySettings": "rllib_saliency.callbacks",
-    "per_step_states": "rllib_saliency.recurrent",
+    "per_step_states": "rllib_saliency.stacks.old",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -35,7 +35,7 @@ DEMO_FEATURES = ["cart_position", "cart_velocity", "pole_angle", "pole_angular_v
 
 
 def check_demo(stdout: str, stderr: str, out_dir: str) -> None:
-    """What a CartPole demo (examples/cartpole.py, examples/cartpole_torch.py) run with an even
+    """What a CartPole demo (examples/cartpole.py, any --framework) run with an even
     ``--iterations`` (its last computation falls between images) printed and wrote:
 
     * no gymnasium warnings (Tune, given the string "PPO", imported every RLlib algorithm,

@@ -21,7 +21,8 @@ import ray
 FRAMEWORK = os.environ.get("RLLIB_SALIENCY_TEST_FRAMEWORK", "tf")
 assert FRAMEWORK in ("tf", "tf2", "torch"), FRAMEWORK
 
-# Each process collects only its stack's tests.
+# Each process collects only its stack's tests; tests/contracts/ run in every process, on its stack
+# (the STACK below), so a contract both stacks keep is written once.
 collect_ignore_glob = ["test_*.py"] if FRAMEWORK == "torch" else ["new_stack/*"]
 
 
@@ -65,6 +66,35 @@ def new_ppo_config(env: str = "CartPole-v1", num_env_runners: int = 0, **trainin
         .training(train_batch_size=256, minibatch_size=128, num_epochs=1, **training)
         .debugging(seed=0)
     )
+
+
+class Stack:
+    """What a contract test (tests/contracts/) needs to know of the stack this process runs:
+    "old" (framework "tf"/"tf2") or "new" (torch)."""
+
+    def __init__(self, framework: str) -> None:
+        self.framework = framework
+        self.name = "new" if framework == "torch" else "old"
+
+    def config(self, env: str = "CartPole-v1", num_env_runners: int = 0, **training):
+        """A small, seeded PPO config on this stack."""
+        make = new_ppo_config if self.name == "new" else ppo_config
+        return make(env, num_env_runners, **training)
+
+    def step(self, result: dict) -> int:
+        """The TensorBoard step of a training result: the new stack has no timesteps_total, so
+        the iteration (Tune's logger does the same)."""
+        return int(result["training_iteration"] if self.name == "new" else result["timesteps_total"])
+
+    def save(self, algo, path: str) -> str:
+        """The stack's own way to save (new stack: save_to_path; old stack: Trainable.save);
+        returns the checkpoint's path."""
+        if self.name == "new":
+            return algo.save_to_path(path)
+        return algo.save(path).checkpoint.path
+
+
+STACK = Stack(FRAMEWORK)
 
 
 def learner_module(algo, module_id: str = "default_policy"):

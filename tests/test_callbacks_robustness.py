@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import ppo_config
-from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.algorithms.callbacks import DefaultCallbacks, make_multi_callbacks
 from ray.rllib.models import ModelCatalog
 from ray.rllib.models.tf.tf_modelv2 import TFModelV2
@@ -17,7 +15,6 @@ from ray.rllib.policy.view_requirement import ViewRequirement
 from tb_events import load, scalars
 
 from rllib_saliency import SaliencyCallbacks
-from rllib_saliency.history import HISTORY_FILE, EvolutionHistory
 
 pytestmark = pytest.mark.slow
 
@@ -84,58 +81,6 @@ def test_a_model_the_engine_cannot_handle_is_skipped(ray_cluster, tmp_path, capl
         assert len(messages) == 1 and "reads ['prev_n_obs'] from the sample batch" in messages[0]
     finally:
         algo.stop()
-
-
-def test_restarted_env_runner_resumes_saliency(ray_cluster, tmp_path):
-    config = (
-        ppo_config(num_env_runners=2)
-        .fault_tolerance(restart_failed_env_runners=True)
-        .callbacks(
-            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
-        )
-    )
-    algo = config.build_algo()
-    try:
-        algo.train()
-        # Kill one remote env runner's process, as a crash would.
-        algo.env_runner_group.foreach_env_runner(
-            lambda w: os._exit(1), local_env_runner=False, remote_worker_ids=[1]
-        )
-        results = [algo.train() for _ in range(3)]
-        assert all(np.isfinite(r["env_runners"]["episode_return_mean"]) for r in results)
-        logged = scalars(load(str(tmp_path)), TAG)
-        # Saliency went on from the surviving runner (and the restarted one, once RLlib
-        # brings it back): every iteration after the crash is logged.
-        assert all(r["timesteps_total"] in logged for r in results)
-        assert "saliency" in results[-1] and "errors" not in results[-1]["saliency"]
-    finally:
-        algo.stop()
-
-
-def test_checkpoint_restore_continues_steps_and_evolution_history(ray_cluster, tmp_path):
-    logdir = tmp_path / "logs"
-    config = ppo_config().callbacks(
-        SaliencyCallbacks.configure(
-            methods=("gradient",), targets=("action",), image_every=1, logdir=str(logdir)
-        )
-    )
-    algo = config.build_algo()
-    first = [algo.train()["timesteps_total"] for _ in range(2)]
-    checkpoint = algo.save(str(tmp_path / "checkpoint")).checkpoint.path
-    algo.stop()
-    restored = Algorithm.from_checkpoint(checkpoint)
-    try:
-        later = restored.train()["timesteps_total"]
-        assert later > first[-1]
-        events = load(str(logdir), restored)
-        assert sorted(scalars(events, TAG)) == [*first, later]
-        prefix = "saliency/default_policy/action/gradient"
-        assert [e.step for e in events.Images(f"{prefix}/evolution")] == [*first, later]
-        history = EvolutionHistory(str(logdir / HISTORY_FILE))[prefix]
-        assert history.steps == [*first, later] and len(history.values) == 3
-        assert len(events.Tensors("saliency/config")) == 1  # config text on the first write only
-    finally:
-        restored.stop()
 
 
 class MarkingCallbacks(DefaultCallbacks):

@@ -40,6 +40,9 @@ CUSTOM_FEATURES = ["sign", "noise_a", "noise_b"]
 CUSTOM_SOURCE = textwrap.dedent(
     '''
     """Registers a tiny env and a custom model, as a user's module would."""
+    # TensorFlow first, before RLlib, as a model module usually starts: RLlib then does not
+    # choose TF's mode, and the CLI must (issue 17).
+    import tensorflow as tf  # noqa: F401
     import gymnasium as gym
     import numpy as np
     from ray.rllib.models import ModelCatalog

@@ -227,3 +227,21 @@ def test_weights_are_read_at_every_call(trained):
         )
     finally:
         policy.set_weights(weights)
+
+
+def test_explain_accepts_the_algorithm(trained):
+    """The same one way as on the new stack: explain(algo, ...) explains the driver's policy (the one
+    that learns on the old stack); learner_module(algo) is that policy."""
+    from rllib_saliency import learner_module, maximize_activation
+
+    algo = trained("CartPole-v1")
+    obs = rollout_observations(algo, n=16)
+    for target in ("action", "value"):
+        np.testing.assert_array_equal(
+            explain(algo, obs, "gradient", target).values,
+            explain(algo.get_policy(), obs, "gradient", target).values,
+        )
+    assert learner_module(algo) is algo.get_policy()
+    assert maximize_activation(algo, "value", obs=obs, steps=3, n_starts=2).inputs.shape == (2, 4)
+    with pytest.raises(ValueError, match=r"policy_id='p9' is not one of this algorithm's models"):
+        explain(algo, obs, policy_id="p9")

@@ -13,7 +13,8 @@ from tb_events import load, scalars
 from rllib_saliency import SaliencyCallbacks, explain
 from rllib_saliency.backends.tf_eager import TFEagerBackend, untracked_variables
 from rllib_saliency.callbacks import _saliency_callbacks
-from rllib_saliency.recurrent import per_step_states, recurrent_layout
+from rllib_saliency.recurrent import recurrent_layout
+from rllib_saliency.stacks.old import per_step_states
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,10 @@ import pytest
 from analytic import PolynomialBackend
 from conftest import rollout_observations
 
-from rllib_saliency.callbacks.compute import Sample, explain_sample
 from rllib_saliency.callbacks.settings import SaliencySettings
 from rllib_saliency.engine import Attribution
 from rllib_saliency.methods import METHODS
+from rllib_saliency.sample_summaries import Sample, explain_sample
 from rllib_saliency.summaries import merge
 from rllib_saliency.targets import ResolvedTarget
 from rllib_saliency.trust import (

@@ -7,6 +7,7 @@ import weakref
 from typing import Any
 
 from rllib_saliency.backends.base import Backend, ModelOutputs, TargetFunction
+from rllib_saliency.errors import UnsupportedModel
 from rllib_saliency.recurrent import PREVIOUS_INPUTS
 
 __all__ = [
@@ -99,7 +100,7 @@ def check_supported(policy: Any) -> str:
     if mode == "torch":
         return _check_torch_module(policy)
     if mode is None and is_multi_module(policy):
-        raise TypeError(
+        raise UnsupportedModel(
             f"got a MultiRLModule with modules {sorted(policy.keys())}; pass one of them, "
             "e.g. multi_module[module_id] (or algo.get_module(module_id))."
         )
@@ -112,7 +113,7 @@ def check_supported(policy: Any) -> str:
             else "Pass algo.get_module(module_id) (new API stack) or algo.get_policy(policy_id) of an "
             "algorithm built with config.framework('tf') or ('tf2') on the old API stack."
         )
-        raise TypeError(
+        raise UnsupportedModel(
             f"explain() supports {SUPPORTED}; got {type(policy).__name__}"
             + (f" (framework {framework!r})" if framework else "")
             + f". {fix}"
@@ -123,7 +124,7 @@ def check_supported(policy: Any) -> str:
         # the batch column it records (measured with attention_use_n_prev_actions).
         model_config = policy.config.get("model", {})
         options = [f"{name}={model_config[name]!r}" for name in WINDOW_OPTIONS if model_config.get(name)]
-        raise TypeError(
+        raise UnsupportedModel(
             f"policy {policy_id_of(policy)!r} feeds its model the last n actions/rewards "
             f"({', '.join(options or windows)}). RLlib 2.60 acts on a window one step older than the "
             "one its sample batches record, so a sampled step's inputs cannot be rebuilt faithfully. "
@@ -135,7 +136,7 @@ def check_supported(policy: Any) -> str:
     ensure_legacy_keras()
     unfed = unfed_model_inputs(policy.model)
     if unfed:
-        raise TypeError(
+        raise UnsupportedModel(
             f"policy {policy_id_of(policy)!r}: its model reads {unfed} from the sample batch (trajectory "
             "view requirements), which explain() does not feed; it feeds the observation, recurrent "
             "states and previous actions/rewards."
@@ -147,7 +148,7 @@ def _check_torch_module(module: Any) -> str:
     from gymnasium import spaces
 
     if not isinstance(module.observation_space, spaces.Box):
-        raise TypeError(
+        raise UnsupportedModel(
             f"{type(module).__name__} reads {module.observation_space} observations; rllib-saliency "
             "explains modules whose input is one array (a Box space). Flatten Dict/Tuple/Discrete "
             "observations with RLlib's FlattenObservations env-to-module connector, as RLlib's default "

@@ -97,3 +97,20 @@ class TargetFunction:
     def _remember(self, inputs: np.ndarray, values: np.ndarray) -> None:
         if inputs is self._origin:
             self._origin_values = values
+
+
+def reinitialised_weights(
+    shapes: list[tuple[int, ...]], rng: np.random.Generator, channels_last: bool = True
+) -> list[np.ndarray]:
+    """Glorot-uniform kernels, zero biases. TF kernels are ``(..., in, out)``, torch's ``(out, in, ...)``."""
+    values = []
+    for shape in shapes:
+        if len(shape) >= 2:
+            channels = shape[-2:] if channels_last else shape[:2]
+            receptive = int(np.prod(shape[:-2] if channels_last else shape[2:]))
+            fan_in, fan_out = channels[0] * receptive, channels[1] * receptive
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            values.append(rng.uniform(-limit, limit, shape).astype(np.float32))
+        else:
+            values.append(np.zeros(shape, np.float32))
+    return values

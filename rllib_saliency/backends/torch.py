@@ -35,17 +35,44 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
-from rllib_saliency.backends.base import ModelOutputs, check_state_count
+from rllib_saliency.backends.base import ModelOutputs, check_state_count, reinitialised_weights
+from rllib_saliency.errors import UnsupportedModel, UnsupportedTarget
 from rllib_saliency.targets import ResolvedTarget
 
+POLICY_TARGETS = "'action', 'action_K' and 'logp'"
 
-def value_head_error(module_id: str, reason: str) -> ValueError:
-    return ValueError(
-        f"target 'value' needs the module's value head, but module {module_id!r} has none ({reason}). "
-        "An env runner's module (and algo.get_module(...)) is inference-only and drops it: pass the "
-        "learner's module instead, e.g. algo.learner_group._learner.module[module_id] (num_learners=0), "
-        "or RLModule.from_checkpoint(<checkpoint>/learner_group/learner/rl_module/<module_id>); "
-        "or use target='action', 'action_K' or 'logp'."
+
+def describe_module(module: Any, module_id: str) -> str:
+    return f"module {module_id!r} ({type(module).__name__})"
+
+
+def value_head_error(module: Any, module_id: str, lacks: str) -> UnsupportedTarget:
+    """Target 'value' asked of a module without a value function: what it is, what it lacks, what to do."""
+    if getattr(module, "inference_only", False):
+        fix = (
+            "It is an env runner's inference-only copy (e.g. algo.get_module()), which drops the value "
+            "head: pass the algorithm, explain(algo, obs, target='value'), or the learner's module, "
+            "rllib_saliency.learner_module(algo), or RLModule.from_checkpoint(<checkpoint>/learner_group/"
+            "learner/rl_module/<module_id>)."
+        )
+    else:
+        fix = f"It supports targets {POLICY_TARGETS} (its action-distribution inputs)."
+    what = describe_module(module, module_id)
+    return UnsupportedTarget(f"target 'value' needs a value function, but {what} {lacks}. {fix}")
+
+
+def no_dist_inputs_error(module: Any, module_id: str, method: str, keys: list[str]) -> UnsupportedModel:
+    """A module whose forward pass gives no action-distribution inputs (e.g. RLlib's DQN module)."""
+    return UnsupportedModel(
+        f"{describe_module(module, module_id)}: its {method} returns {keys}, no "
+        f"'{Columns.ACTION_DIST_INPUTS}', so it has no policy output to explain (targets "
+        f"{POLICY_TARGETS} read the action-distribution inputs). rllib-saliency explains modules whose "
+        "forward pass returns them, as RLlib's PPO, APPO, IMPALA, SAC, BC and MARWIL modules do"
+        + (
+            "; target 'value' needs RLlib's ValueFunctionAPI (compute_values), which it does not implement."
+            if not hasattr(module, "compute_values")
+            else "."
+        )
     )
 
 
@@ -229,6 +256,7 @@ class TorchBackend:
         self._actor_path = actor_path(module)
         self._space = module.action_space
         self._kept: KeptPass | None = None
+        self._probed_keys: list[str] | None = None  # see _output_keys
         self._explaining = False
         self._parameters: list[torch.Tensor] | None = None  # within explaining()
         # Within explaining(): the explained batch and its copy on the module's device (one
@@ -385,8 +413,22 @@ class TorchBackend:
             module = self._module
             return module.pi(module.encoder.actor_encoder(self._batch(obs, states))[ENCODER_OUT])
         outputs = getattr(self._module, self._forward_name)(self._batch(obs, states))
+        if Columns.ACTION_DIST_INPUTS not in outputs:
+            raise no_dist_inputs_error(self._module, self._module_id, self._forward_name, sorted(outputs))
         dist_inputs = outputs[Columns.ACTION_DIST_INPUTS]
         return dist_inputs if self._state_structure is None else dist_inputs[:, 0]
+
+    def _output_keys(self) -> list[str]:
+        """What the module's forward pass returns (one probe pass at zeros, for errors only)."""
+        if self._probed_keys is None:
+            from rllib_saliency.recurrent import initial_states
+
+            module = self._module
+            zeros = np.zeros((1, *module.observation_space.shape), np.float32)
+            with torch.no_grad(), self._eval_mode():
+                batch = self._batch(self._tensor(zeros), initial_states(module, 1))
+                self._probed_keys = sorted(getattr(module, self._forward_name)(batch))
+        return self._probed_keys
 
     def _dist_inputs(self, obs: torch.Tensor, states: tuple[np.ndarray, ...] = ()) -> torch.Tensor:
         dist_inputs = self._run(obs, states)
@@ -425,14 +467,19 @@ class TorchBackend:
 
     def _values(self, obs: torch.Tensor, states: tuple[np.ndarray, ...] = ()) -> torch.Tensor:
         if getattr(self._module, "inference_only", False) and not hasattr(self._module, "vf"):
-            raise value_head_error(self._module_id, "it is inference-only")
+            raise value_head_error(self._module, self._module_id, "is inference-only (no value head)")
         compute_values = getattr(self._module, "compute_values", None)
         if compute_values is None:
-            raise value_head_error(self._module_id, "it does not implement ValueFunctionAPI")
+            keys = self._output_keys()
+            if Columns.ACTION_DIST_INPUTS not in keys:  # no target at all: say so once, not per target
+                raise no_dist_inputs_error(self._module, self._module_id, self._forward_name, keys)
+            lacks = "does not implement RLlib's ValueFunctionAPI (compute_values)"
+            raise value_head_error(self._module, self._module_id, lacks)
         try:
             return compute_values(self._batch(obs, states)).reshape(-1)
         except TypeError as error:  # an inference-only copy: its vf is None
-            raise value_head_error(self._module_id, f"{type(error).__name__}: {error}") from error
+            lacks = f"has no value head ({type(error).__name__}: {error})"
+            raise value_head_error(self._module, self._module_id, lacks) from error
 
     def _from_dist_inputs(self, dist_inputs: torch.Tensor, target: ResolvedTarget) -> torch.Tensor:
         if target.kind == "dist_input":
@@ -581,11 +628,10 @@ def randomized_copy_backend(module: Any, module_id: str, rng: np.random.Generato
     weights, zero biases), drawn from ``rng``: the module itself and torch's RNG are untouched."""
     import copy
 
-    from rllib_saliency.trust.randomization import _reinitialised
 
     replica = copy.deepcopy(module)
     parameters = list(replica.parameters())
-    values = _reinitialised([tuple(p.shape) for p in parameters], rng, channels_last=False)
+    values = reinitialised_weights([tuple(p.shape) for p in parameters], rng, channels_last=False)
     with torch.no_grad():
         for parameter, value in zip(parameters, values, strict=True):
             parameter.copy_(torch.as_tensor(value, dtype=parameter.dtype))

@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 from ray.rllib.callbacks.callbacks import RLlibCallback
 
-from rllib_saliency.callbacks.compute import Sample
 from rllib_saliency.callbacks.report import RESULT_KEY, Reporter, default_logdir
 from rllib_saliency.callbacks.sampling import SampleStore
 from rllib_saliency.callbacks.settings import (
@@ -40,6 +39,7 @@ from rllib_saliency.callbacks.settings import (
     SaliencySettings,
     make_settings,
 )
+from rllib_saliency.sample_summaries import Sample
 
 logger = logging.getLogger("rllib_saliency")
 
@@ -270,4 +270,5 @@ class SaliencyCallbacks(RLlibCallback):
             logger.exception("rllib_saliency: set-up failed: %s", error)
             return
         self._computations += 1
-        self._reporter.on_train_result(algorithm, result, lambda: stack.collect(self, algorithm))
+        collect = functools.partial(stack.collect, self, algorithm, find_saliency_callbacks)
+        self._reporter.on_train_result(algorithm, result, collect)

@@ -43,19 +43,6 @@ def episode_tag(policy_id: str) -> str:
     return f"{RESULT_KEY}/{policy_id}/episode"
 
 
-def method_options(settings: SaliencySettings) -> dict[str, Any]:
-    """The episode method's options: those of ``method_options`` if it is also one of ``methods``."""
-    return dict(settings.method_options.get(settings.episode_method, {}))
-
-
-def feature_names_for(settings: SaliencySettings, policy_id: str, size: int) -> list[str] | None:
-    """The user's feature names for a policy if they fit its observation size (else the defaults)."""
-    names = settings.feature_names
-    if isinstance(names, dict):
-        names = names.get(policy_id)
-    return list(names) if names is not None and len(names) == size else None
-
-
 def write_episode(writer: Any, data: Any, policy_id: str, step: int) -> tuple[str, str]:
     """The GIF (TensorBoard and ``episodes/step_{step}.gif``) and the page; returns both paths."""
     from PIL import Image

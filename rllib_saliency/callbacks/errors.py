@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import traceback
 
-logger = logging.getLogger("rllib_saliency")
+from rllib_saliency.errors import ErrorRecord
 
-ErrorRecord = tuple[str, str, str, int]  # (stage, error type, details, times)
+logger = logging.getLogger("rllib_saliency")
 
 
 class ErrorLog:

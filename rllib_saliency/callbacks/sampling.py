@@ -7,9 +7,9 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from rllib_saliency.callbacks.compute import Sample
 from rllib_saliency.callbacks.errors import PendingErrors
 from rllib_saliency.callbacks.settings import SaliencySettings
+from rllib_saliency.sample_summaries import Sample
 from rllib_saliency.sampler import ReservoirSampler
 
 logger = logging.getLogger("rllib_saliency")

@@ -146,6 +146,18 @@ class SaliencySettings:
             raise ValueError(f"SaliencyCallbacks.configure: 'seed' must be an integer; got {self.seed!r}.")
 
 
+    def episode_method_options(self) -> dict[str, Any]:
+        """The episode method's options: those of ``method_options`` if it is also one of ``methods``."""
+        return dict(self.method_options.get(self.episode_method, {}))
+
+    def feature_names_for(self, policy_id: str, size: int) -> list[str] | None:
+        """The user's feature names for a policy if they fit its observation size (else the defaults)."""
+        names = self.feature_names
+        if isinstance(names, dict):
+            names = names.get(policy_id)
+        return list(names) if names is not None and len(names) == size else None
+
+
 def _as_tuple(value: Any) -> Any:
     """Lists become tuples; strings and other values stay as they are for the checks to name them."""
     return value if isinstance(value, str) or not isinstance(value, Sequence) else tuple(value)

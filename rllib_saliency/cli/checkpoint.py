@@ -357,12 +357,31 @@ def env_error(config: dict[str, Any], error: BaseException) -> CLIError:
 
 
 def use_framework(framework: str) -> None:
-    """Eager checkpoints need TF's eager mode, which must be on before any TF object exists."""
-    if framework == "tf2":
-        import tensorflow as tf
+    """Put TensorFlow in the mode RLlib builds a ``framework`` policy in, before any TF object exists.
 
-        if not tf.compat.v1.executing_eagerly():
-            tf.compat.v1.enable_eager_execution()
+    RLlib switches TensorFlow to graph mode only when it is the first to import it. A user's
+    module that imports TensorFlow itself (``--import mymodels`` with ``import tensorflow as
+    tf`` at the top, the usual custom model) leaves TF eager, and ``Policy.from_state`` then
+    fails on a "tf" policy's placeholders. So the mode is set here from the checkpoint's
+    framework, whatever imported TensorFlow first.
+    """
+    from ray.rllib.utils.framework import try_import_tf
+
+    tf1, _, _ = try_import_tf(error=True)
+    if framework == "tf2":
+        if not tf1.executing_eagerly():
+            try:
+                tf1.enable_eager_execution()
+            except ValueError as error:  # TF: graph mode was used already in this process
+                raise CLIError(
+                    f"the checkpoint's policy runs eagerly (framework 'tf2'), but TensorFlow was "
+                    f"already used in graph mode in this process ({error}); --import modules "
+                    "must not create TensorFlow objects when imported."
+                ) from error
+    elif tf1.executing_eagerly():
+        # What RLlib's own first import of TensorFlow does (ray.rllib.utils.framework).
+        tf1.disable_v2_behavior()
+        tf1.enable_resource_variables()
 
 
 def load_policy(checkpoint: Checkpoint) -> Any:

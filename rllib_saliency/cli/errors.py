@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from rllib_saliency.errors import UnsupportedModel
+
 PROG = "rllib-saliency"
 SUPPORTED = (
     "rllib-saliency supports new-API-stack checkpoints of torch RLModules (algo.save_to_path(...) or "
@@ -30,8 +32,9 @@ class CLIError(Exception):
 
 
 def library_call(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Our own functions raise ValueError with a user-facing message for bad options."""
+    """Our own functions raise ValueError with a user-facing message for bad options, and
+    UnsupportedModel (a TypeError) for a model they cannot explain."""
     try:
         return function(*args, **kwargs)
-    except ValueError as error:
+    except (ValueError, UnsupportedModel) as error:
         raise CLIError(str(error)) from error

@@ -25,7 +25,7 @@ class Rollouts:
 
 def rollout_algorithm(algorithm: Any, policy_id: str, episodes: int, bar: Any) -> Rollouts:
     """Whole greedy episodes from the algorithm's own env runner (its env, preprocessing, filters)."""
-    from rllib_saliency.recurrent import per_step_states
+    from rllib_saliency.stacks.old import per_step_states
 
     worker = algorithm.env_runner
     policy = algorithm.get_policy(policy_id)

@@ -6,8 +6,11 @@ learner's module (which has the value head) and module ids. The callback calls
 one of them and nothing else stack-specific. Each adapter provides:
 
 * ``sample(callbacks, runner, samples)``: on an env runner, at ``on_sample_end``;
-* ``collect(callbacks, algorithm)``: on the driver, the workers' reports
+* ``collect(callbacks, algorithm, find)``: on the driver, the workers' reports
   (summaries, errors, observations), errors as data, never raising;
+* ``model_ids(algorithm)`` and ``current_model(algorithm, model_id)``: the model that holds
+  every target with the learner's current weights (new stack: the learner's module, a local
+  copy when the learner is remote; old stack: the driver's policy), for ``explain(algo, ...)``;
 * ``model(algorithm, model_id)``: a model with that id's spaces, for names and
   activation maximization (reports may name a better space for the names:
   ``layout_spaces``, e.g. the Dict space a new-stack connector flattened);

@@ -15,14 +15,17 @@ silently takes the runner down.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import traceback
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from rllib_saliency.backends import check_supported
-from rllib_saliency.callbacks.compute import Sample, explain_sample
+from rllib_saliency.backends import check_supported, is_multi_module
+from rllib_saliency.sample_summaries import Sample, explain_sample
 
 NAME = "new"
 DEFAULT_MODULE_ID = "default_policy"  # ray.rllib.core.DEFAULT_MODULE_ID, without importing it
@@ -218,12 +221,11 @@ def sample(callbacks: Any, env_runner: Any, episodes: list) -> None:
                 store.add(module_id, getattr(env_runner, "worker_index", 0), obs, actions, states)
 
 
-def take_samples(env_runner: Any) -> dict[str, Any]:
-    """Runs on an env runner: its reservoirs, drained. Returns errors as data, never raises."""
-    from rllib_saliency.callbacks import find_saliency_callbacks
-
+def take_samples(env_runner: Any, find: Callable[[Any], Any]) -> dict[str, Any]:
+    """Runs on an env runner: its reservoirs (of the callbacks ``find`` finds on it), drained.
+    Returns errors as data, never raises."""
     try:
-        callbacks = find_saliency_callbacks(env_runner)
+        callbacks = find(env_runner)
         if callbacks is None:
             return {"errors": [("sampling", "NoCallbacks", "SaliencyCallbacks not found", 1)]}
         samples, skipped = callbacks.store.drain()
@@ -277,12 +279,15 @@ def _merge_samples(parts: list[dict[str, Sample]]) -> dict[str, Sample]:
     }
 
 
-def collect(callbacks: Any, algorithm: Any) -> list[dict[str, Any]]:
+def collect(callbacks: Any, algorithm: Any, find: Callable[[Any], Any]) -> list[dict[str, Any]]:
+    """Driver side: the env runners' reservoirs, explained where the learner is. ``find(runner)``
+    returns the runner's callbacks instance (passed in: the callback package is a floor above)."""
     group = algorithm.env_runner_group
+    take = functools.partial(take_samples, find=find)
     if group.num_remote_env_runners() > 0:
-        parts = group.foreach_env_runner(take_samples, local_env_runner=False, healthy_only=True)
+        parts = group.foreach_env_runner(take, local_env_runner=False, healthy_only=True)
     else:
-        parts = [take_samples(algorithm.env_runner)]
+        parts = [take(algorithm.env_runner)]
     samples = _merge_samples([part.get("samples", {}) for part in parts])
     report: dict[str, Any] = {"errors": [], "skipped": {}}
     report["layout_spaces"] = {}
@@ -322,7 +327,6 @@ def model(algorithm: Any, module_id: str) -> Any:
 def movie_on_learner(learner: Any, record: Any, module_id: str, settings: Any, label: str) -> Any:
     """Runs where the learner is: both heads' maps of a played episode with the learner's module
     (it has the value head). Returns the movie data, or an error record (never raises)."""
-    from rllib_saliency.callbacks.episodes import feature_names_for, method_options
     from rllib_saliency.movie import compute_movie_data
 
     try:
@@ -330,10 +334,10 @@ def movie_on_learner(learner: Any, record: Any, module_id: str, settings: Any, l
             learner.module[module_id],
             record,
             settings.episode_method,
-            method_options(settings),
+            settings.episode_method_options(),
             policy_id=module_id,
             checkpoint=label,
-            feature_names=feature_names_for(settings, module_id, int(record.observations[0].size)),
+            feature_names=settings.feature_names_for(module_id, int(record.observations[0].size)),
         )
         return data
     except BaseException as error:  # noqa: BLE001 - must not take a remote learner down
@@ -373,3 +377,84 @@ def episode_data(algorithm: Any, module_id: str, settings: Any, seed: int, label
         stage, kind, details, _ = outcomes[0]
         raise RuntimeError(f"{stage} failed ({kind}):\n{details}")
     return outcomes[0]
+
+
+# Local copies of remote learners' modules, per algorithm and module id: built once, their
+# weights refreshed from the learner on every learner_module() call.
+_learner_copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_ids(algorithm: Any) -> list[str]:
+    """The ids of the learner's modules (the algorithm's MultiRLModule keys)."""
+    group = algorithm.learner_group
+    learner = getattr(group, "_learner", None) if group.is_local else None
+    if learner is not None:
+        return sorted(learner.module.keys())
+    return sorted(_learner_module_spec(algorithm).rl_module_specs)
+
+
+def _learner_module_spec(algorithm: Any) -> Any:
+    """The MultiRLModuleSpec the learner group built its learners' modules from."""
+    _, kwargs = algorithm.learner_group.get_ctor_args_and_kwargs()
+    spec = kwargs.get("module_spec")
+    if spec is None:
+        spec = algorithm.config.get_multi_rl_module_spec(
+            spaces=algorithm.env_runner_group.get_spaces(), inference_only=False
+        )
+    return spec
+
+
+def learner_module(algorithm: Any, module_id: str) -> Any:
+    """The learner's module ``module_id`` with the learner's current weights: the live module of a
+    local learner (``num_learners=0``, except APPO/IMPALA with env runners), else a local CPU copy
+    built once from the learner group's module spec and refreshed from
+    ``learner_group.get_weights`` on every call (one transfer of that module's weights)."""
+    group = algorithm.learner_group
+    learner = getattr(group, "_learner", None) if group.is_local else None
+    if learner is not None:
+        return learner.module[module_id]
+    copies = _learner_copies.setdefault(algorithm, {})
+    module = copies.get(module_id)
+    if module is None:
+        spec = _learner_module_spec(algorithm).rl_module_specs[module_id]
+        module = dataclasses.replace(spec, inference_only=False).build()
+        copies[module_id] = module
+    module.set_state(group.get_weights(module_ids=[module_id])[module_id])
+    return module
+
+
+def current_model(algorithm: Any, module_id: str) -> Any:
+    """The model that holds every target with the current weights: the learner's module."""
+    return learner_module(algorithm, module_id)
+
+
+def env_runner_holding(module: Any) -> Any:
+    """The EnvRunner whose (Multi)RLModule holds ``module``, if any in this process: e.g.
+    ``algo.get_module()``, the driver's copy, whose weights RLlib syncs from the learner only for
+    acting (never an LSTM module's value head; on APPO/IMPALA it lags). Found through the garbage
+    collector's referrers (a module does not know its owner): ~50-100 ms, so callers cache it."""
+    import gc
+
+    from ray.rllib.env.env_runner import EnvRunner
+
+    def owners(obj: Any) -> list[Any]:
+        found = []
+        for referrer in gc.get_referrers(obj):
+            if isinstance(referrer, dict):  # an instance __dict__, or MultiRLModule._rl_modules
+                found += [
+                    o
+                    for o in gc.get_referrers(referrer)
+                    if getattr(o, "__dict__", None) is referrer or getattr(o, "_rl_modules", None) is referrer
+                ]
+            else:
+                found.append(referrer)
+        return found
+
+    for owner in owners(module):
+        if isinstance(owner, EnvRunner):
+            return owner
+        if is_multi_module(owner):
+            runner = next((o for o in owners(owner) if isinstance(o, EnvRunner)), None)
+            if runner is not None:
+                return runner
+    return None

@@ -19,28 +19,12 @@ from typing import Any
 import numpy as np
 
 from rllib_saliency.backends import Backend, check_supported, policy_id_of
+from rllib_saliency.backends.base import reinitialised_weights
 from rllib_saliency.engine import Attribution, explain
 from rllib_saliency.recurrent import initial_states
 from rllib_saliency.trust.ranks import per_sample_rank_corr
 
 _randomized: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _reinitialised(
-    shapes: list[tuple[int, ...]], rng: np.random.Generator, channels_last: bool = True
-) -> list[np.ndarray]:
-    """Glorot-uniform kernels, zero biases. TF kernels are ``(..., in, out)``, torch's ``(out, in, ...)``."""
-    values = []
-    for shape in shapes:
-        if len(shape) >= 2:
-            channels = shape[-2:] if channels_last else shape[:2]
-            receptive = int(np.prod(shape[:-2] if channels_last else shape[2:]))
-            fan_in, fan_out = channels[0] * receptive, channels[1] * receptive
-            limit = np.sqrt(6.0 / (fan_in + fan_out))
-            values.append(rng.uniform(-limit, limit, shape).astype(np.float32))
-        else:
-            values.append(np.zeros(shape, np.float32))
-    return values
 
 
 def randomized_backend(policy: Any, seed: int = 0) -> Backend:
@@ -58,7 +42,7 @@ def randomized_backend(policy: Any, seed: int = 0) -> Backend:
         from rllib_saliency.backends.tf_graph import TFGraphBackend
 
         backend = TFGraphBackend(policy, policy_id_of(policy))
-        backend.load_fixed_weights(_reinitialised(backend.variable_shapes, rng))
+        backend.load_fixed_weights(reinitialised_weights(backend.variable_shapes, rng))
     else:
         import tensorflow as tf
 
@@ -73,7 +57,7 @@ def randomized_backend(policy: Any, seed: int = 0) -> Backend:
         )
         variables = model.variables()
         for variable, value in zip(
-            variables, _reinitialised([tuple(v.shape.as_list()) for v in variables], rng), strict=True
+            variables, reinitialised_weights([tuple(v.shape.as_list()) for v in variables], rng), strict=True
         ):
             variable.assign(tf.convert_to_tensor(value))
     cache[seed] = backend

@@ -119,6 +119,15 @@ def test_multi_agent_modules_are_logged_separately(ray_cluster, tmp_path):
         # Two independently initialised modules: their value maps must differ.
         assert not np.allclose(values["p0", "value"], values["p1", "value"], rtol=1e-3)
         assert "errors" not in result["saliency"]
+        # explain(algo, ...) picks a module by id, and wants one when there are several.
+        obs = np.zeros((3, 4), np.float32)
+        for module_id in ("p0", "p1"):
+            np.testing.assert_array_equal(
+                explain(algo, obs, target="value", module_id=module_id).values,
+                explain(learner_module(algo, module_id), obs, target="value").values,
+            )
+        with pytest.raises(ValueError, match=r"several models \['p0', 'p1'\]: pass module_id="):
+            explain(algo, obs)
     finally:
         algo.stop()
 

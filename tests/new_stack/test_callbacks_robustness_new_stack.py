@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import new_ppo_config
-from ray.rllib.algorithms.algorithm import Algorithm
 from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
@@ -18,7 +17,6 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from tb_events import load, scalars
 
 from rllib_saliency import SaliencyCallbacks
-from rllib_saliency.history import HISTORY_FILE, EvolutionHistory
 
 pytestmark = pytest.mark.slow
 
@@ -72,56 +70,6 @@ def test_an_unsupported_module_is_reported_once_and_skipped(ray_cluster, tmp_pat
         assert len(messages) == 1 and "FlattenObservations" in messages[0]
     finally:
         algo.stop()
-
-
-def test_restarted_env_runner_resumes_saliency(ray_cluster, tmp_path):
-    config = (
-        new_ppo_config(num_env_runners=2)
-        .fault_tolerance(restart_failed_env_runners=True)
-        .callbacks(
-            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
-        )
-    )
-    algo = config.build_algo()
-    try:
-        algo.train()
-        # Kill one remote env runner's process, as a crash would.
-        algo.env_runner_group.foreach_env_runner(
-            lambda w: os._exit(1), local_env_runner=False, remote_worker_ids=[1]
-        )
-        results = [algo.train() for _ in range(3)]
-        assert all(np.isfinite(r["env_runners"]["episode_return_mean"]) for r in results)
-        logged = scalars(load(str(tmp_path)), TAG)
-        assert all(r["training_iteration"] in logged for r in results)
-        assert "errors" not in results[-1]["saliency"]
-    finally:
-        algo.stop()
-
-
-def test_checkpoint_restore_continues_steps_and_evolution_history(ray_cluster, tmp_path):
-    logdir = tmp_path / "logs"
-    config = new_ppo_config().callbacks(
-        SaliencyCallbacks.configure(
-            methods=("gradient",), targets=("action",), image_every=1, logdir=str(logdir)
-        )
-    )
-    algo = config.build_algo()
-    first = [algo.train()["training_iteration"] for _ in range(2)]
-    checkpoint = algo.save_to_path(str(tmp_path / "checkpoint"))
-    algo.stop()
-    restored = Algorithm.from_checkpoint(checkpoint)
-    try:
-        later = restored.train()["training_iteration"]
-        assert later == first[-1] + 1
-        events = load(str(logdir), restored)
-        assert sorted(scalars(events, TAG)) == [*first, later]
-        prefix = "saliency/default_policy/action/gradient"
-        assert [e.step for e in events.Images(f"{prefix}/evolution")] == [*first, later]
-        history = EvolutionHistory(str(logdir / HISTORY_FILE))[prefix]
-        assert history.steps == [*first, later] and len(history.values) == 3
-        assert len(events.Tensors("saliency/config")) == 1
-    finally:
-        restored.stop()
 
 
 class MarkingCallbacks(RLlibCallback):

@@ -124,3 +124,24 @@ def test_bad_states_get_a_clear_error(lstm_algo):
         explain(module, obs, "gradient", "action", state=[np.zeros((3, 16), np.float32)] * 2)
     by_name = {name: np.zeros((3, 1, 16), np.float32) for name in names}
     assert explain(module, obs, "gradient", "action", state=by_name).values.shape == (3, 4)
+
+
+def test_explain_algo_uses_the_learners_module_not_the_drivers_stale_value_head(lstm_algo, tmp_path):
+    """With an LSTM, algo.get_module() keeps a value head RLlib never syncs: value maps of it are
+    refused; explain(algo) equals the module restored from the algorithm's own learner checkpoint."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    from rllib_saliency.errors import UnsupportedTarget
+
+    algo, _, _ = lstm_algo
+    driver = algo.get_module()
+    assert not driver.inference_only and hasattr(driver, "vf")  # why a check by flags cannot see it
+    obs = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32) * 0.1
+    with pytest.raises(UnsupportedTarget, match=r"explain\(algo, obs, target='value'\)"):
+        explain(driver, obs, target="value")
+    checkpoint = algo.save_to_path(str(tmp_path / "checkpoint"))
+    restored = RLModule.from_checkpoint(f"{checkpoint}/learner_group/learner/rl_module/default_policy")
+    for target in ("action", "value"):
+        ours = explain(algo, obs, "integrated_gradients", target, steps=8)
+        expected = explain(restored, obs, "integrated_gradients", target, steps=8)
+        np.testing.assert_allclose(ours.values, expected.values, rtol=1e-5, atol=1e-6)

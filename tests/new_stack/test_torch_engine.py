@@ -203,8 +203,11 @@ def test_env_runner_module_gives_the_learners_action_gradients_but_no_value(algo
         theirs = explain(full, obs, "gradient", target)
         np.testing.assert_allclose(ours.values, theirs.values, rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(ours.target_values, theirs.target_values, rtol=1e-6, atol=1e-7)
-    with pytest.raises(ValueError, match=r"inference-only.*learner's module"):
+    with pytest.raises(ValueError, match=r"SingleAgentEnvRunner 0's copy.*explain\(algo, obs"):
         explain(runner_module, obs, "gradient", "value")
+    # A copy no env runner holds (e.g. pickled out of one): refused by its flags, with what it is.
+    with pytest.raises(ValueError, match=r"\(Default\w+\) is inference-only.*learner_module\(algo\)"):
+        explain(copy.deepcopy(runner_module), obs, "gradient", "value")
 
 
 # --- explaining leaves the module as it was -------------------------------------------------------

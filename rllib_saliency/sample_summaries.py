@@ -1,5 +1,7 @@
 """Explain one model's sampled observations for the training callback: compact summaries only.
 
+Below the stack packages, which call it; ``settings`` is the callback's
+:class:`~rllib_saliency.callbacks.settings.SaliencySettings`, passed in as data.
 The same code runs wherever a stack computes: on an old-stack env runner with
 its TF policy, or with a new-stack learner's torch RLModule. It never raises:
 each failing (target, method) pair comes back as an error record while the
@@ -15,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from rllib_saliency.callbacks.errors import ErrorRecord
-from rllib_saliency.callbacks.settings import SaliencySettings
 from rllib_saliency.engine import explain
+from rllib_saliency.errors import ErrorRecord, UnsupportedModel, UnsupportedTarget
 from rllib_saliency.summaries import AttributionSummary, feature_layout, summarize
 from rllib_saliency.targets import action_targets
 from rllib_saliency.trust import deletion_test, randomization_rank_corr, rank_agreement
@@ -39,7 +40,7 @@ def mean_sums(values: np.ndarray) -> tuple[float, float]:
     return float(values[finite].sum()), float(finite.sum())
 
 
-def targets_for(settings: SaliencySettings, action_space: Any) -> list[str]:
+def targets_for(settings: Any, action_space: Any) -> list[str]:
     """The configured targets, ``"action"`` expanded for Box/MultiDiscrete action spaces."""
     targets = []
     for target in settings.targets:
@@ -47,14 +48,14 @@ def targets_for(settings: SaliencySettings, action_space: Any) -> list[str]:
     return targets
 
 
-def method_options(settings: SaliencySettings, method: str) -> dict[str, Any]:
+def method_options(settings: Any, method: str) -> dict[str, Any]:
     options = dict(settings.method_options.get(method, {}))
     if method == "smoothgrad":
         options.setdefault("seed", settings.seed)
     return options
 
 
-def _trust_sums(model: Any, attribution: Any, settings: SaliencySettings) -> dict[str, tuple[float, float]]:
+def _trust_sums(model: Any, attribution: Any, settings: Any) -> dict[str, tuple[float, float]]:
     """Trust metrics of one attribution as (numerator, denominator) sums, which merge exactly
     across workers."""
     metrics = settings.trust_metrics
@@ -76,7 +77,7 @@ def explain_sample(
     model: Any,
     model_id: str,
     sample: Sample,
-    settings: SaliencySettings,
+    settings: Any,
     rng: np.random.Generator,
     layout_space: Any = None,
 ) -> tuple[list[AttributionSummary], list[ErrorRecord]]:
@@ -108,6 +109,12 @@ def explain_sample(
                 summary.trust = _trust_sums(model, attribution, settings)
                 summaries.append(summary)
                 attributions[method] = (attribution, summary)
+            except UnsupportedModel as error:  # no target of this model works: one line, once
+                errors.append((f"policy {model_id}", type(error).__name__, str(error), 1))
+                return summaries, errors
+            except UnsupportedTarget as error:  # the other methods of this target would say the same
+                errors.append((f"policy {model_id}/{target}", type(error).__name__, str(error), 1))
+                break
             except Exception as error:  # noqa: BLE001 - one bad pair must not stop the rest
                 errors.append(
                     (f"explain {model_id}/{target}/{method}", type(error).__name__, traceback.format_exc(), 1)

@@ -1,10 +1,10 @@
 """The last computation's images are written when training is saved or stops, whatever the
-``image_every`` cadence (old API stack; tests/new_stack has the same on the new stack)."""
+``image_every`` cadence: a contract of both stacks, run on the stack of this pytest process."""
 
 from __future__ import annotations
 
 import pytest
-from conftest import ppo_config
+from conftest import STACK
 from tb_events import load
 
 from rllib_saliency import SaliencyCallbacks
@@ -23,23 +23,27 @@ def image_steps(logdir: str, kind: str, algo=None) -> list[int]:
 
 def test_save_and_stop_write_the_last_computations_images(ray_cluster, tmp_path):
     logdir = str(tmp_path / "events")
-    config = ppo_config().callbacks(
+    config = STACK.config().callbacks(
         SaliencyCallbacks.configure(
             methods=("gradient",), targets=("action",), image_every=5, logdir=logdir
         )
     )
     algo = config.build_algo()
+    steps = []
     try:
-        steps = [int(algo.train()["timesteps_total"])]  # the first computation has images
-        steps.append(int(algo.train()["timesteps_total"]))
+        steps.append(STACK.step(algo.train()))  # the first computation has images
+        steps.append(STACK.step(algo.train()))
         assert image_steps(logdir, "importance", algo) == steps[:1]  # computation 2 of 5: none
-        algo.save(str(tmp_path / "checkpoint"))
+        STACK.save(algo, str(tmp_path / "checkpoint"))  # the stack's own save
         for kind in ("importance", "evolution"):
             assert image_steps(logdir, kind, algo) == steps, kind
         third = algo.train()
-        steps.append(int(third["timesteps_total"]))
+        steps.append(STACK.step(third))
         assert image_steps(logdir, "importance", algo) == steps[:2]
         assert "errors" not in third["saliency"]
+        algo.save(str(tmp_path / "checkpoint_2"))  # Trainable.save, on both stacks
+        assert image_steps(logdir, "importance", algo) == steps
+        steps.append(STACK.step(algo.train()))
     finally:
         algo.stop()
     for kind in ("importance", "evolution"):

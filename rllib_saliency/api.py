@@ -1,0 +1,139 @@
+"""The public functions that take an RLlib ``Algorithm`` as well as a model.
+
+``explain(algo, obs, ...)`` explains the model that holds the asked target with the
+learner's current weights, wherever the learner lives (the stack package finds it:
+:func:`rllib_saliency.stacks.new.learner_module`, or the old stack's policy), then calls
+the engine. Given a model, these functions are the engine's, plus one guard: a value target
+asked of a new-stack env runner's copy of a module (``algo.get_module()``), whose value head
+RLlib does not keep current, is refused.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from rllib_saliency import engine
+from rllib_saliency.activation import ActivationMaximization
+from rllib_saliency.activation import maximize_activation as _maximize_activation
+from rllib_saliency.backends import is_torch_module
+from rllib_saliency.engine import Attribution
+from rllib_saliency.errors import UnsupportedTarget
+from rllib_saliency.stacks import stack_of
+
+# Per torch module: the EnvRunner holding it, or None (looked up once: see env_runner_holding).
+_runner_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def is_algorithm(model: Any) -> bool:
+    """An RLlib Algorithm (checked by class name and attributes: importing RLlib costs seconds)."""
+    return any(cls.__name__ == "Algorithm" for cls in type(model).__mro__) and hasattr(model, "config")
+
+
+def _model_id(algorithm: Any, policy_id: str | None, module_id: str | None) -> str:
+    if policy_id is not None and module_id is not None and policy_id != module_id:
+        raise ValueError(
+            f"policy_id={policy_id!r} and module_id={module_id!r} name different models; pass one of them."
+        )
+    wanted = policy_id if policy_id is not None else module_id
+    stack = stack_of(algorithm)
+    ids = stack.model_ids(algorithm)
+    word = "module_id" if stack.NAME == "new" else "policy_id"
+    if wanted is None:
+        if len(ids) != 1:
+            raise ValueError(f"this algorithm has several models {ids}: pass {word}=one of them.")
+        return ids[0]
+    if wanted not in ids:
+        raise ValueError(f"{word}={wanted!r} is not one of this algorithm's models {ids}.")
+    return wanted
+
+
+def current_model(algorithm: Any, policy_id: str | None = None, module_id: str | None = None) -> Any:
+    """The model of ``algorithm`` that holds every target with the learner's current weights: on
+    the new stack the learner's module (:func:`learner_module`), on the old stack the policy."""
+    model_id = _model_id(algorithm, policy_id, module_id)
+    return stack_of(algorithm).current_model(algorithm, model_id)
+
+
+def learner_module(algorithm: Any, module_id: str | None = None) -> Any:
+    """The learner's RLModule ``module_id`` (default: the only one) with its current weights.
+
+    New API stack: with a local learner (``num_learners=0``; not APPO/IMPALA with env runners,
+    whose learner runs remotely) the learner's own module, at no cost. With remote learners
+    (``num_learners >= 1``, APPO, IMPALA) a local CPU copy, built once per algorithm and module
+    and refreshed on every call with ``algo.learner_group.get_weights``: one transfer of the
+    module's weights (the cost of a checkpoint of that module, in memory). Unlike
+    ``algo.get_module()`` (the driver's env runner's copy) it has the value head and the
+    learner's weights. On the old API stack: ``algo.get_policy(module_id)``.
+    """
+    if not is_algorithm(algorithm):
+        raise TypeError(
+            "learner_module() takes an RLlib Algorithm (config.build_algo()); "
+            f"got {type(algorithm).__name__}."
+        )
+    return current_model(algorithm, module_id=module_id)
+
+
+def _check_not_runner_copy(model: Any, target: str) -> None:
+    """A value target of an env runner's copy would explain a value head RLlib does not keep current."""
+    if target != "value" or not is_torch_module(model):
+        return
+    if model not in _runner_of:
+        from rllib_saliency.stacks.new import env_runner_holding
+
+        _runner_of[model] = env_runner_holding(model)
+    runner = _runner_of[model]
+    if runner is not None:
+        raise UnsupportedTarget(
+            f"target 'value': this {type(model).__name__} is {type(runner).__name__} "
+            f"{getattr(runner, 'worker_index', 0)}'s copy of the module (e.g. algo.get_module()), "
+            "which RLlib syncs from the learner only for acting: its value head is missing or not the "
+            "learner's current one. Pass the algorithm instead, explain(algo, obs, target='value') "
+            "(with module_id= for multi-agent), or rllib_saliency.learner_module(algo)."
+        )
+
+
+def _resolve(model: Any, target: str, policy_id: str | None, module_id: str | None) -> Any:
+    if is_algorithm(model):
+        return current_model(model, policy_id, module_id)
+    if policy_id is not None or module_id is not None:
+        raise ValueError(
+            "policy_id/module_id choose a model of an Algorithm (explain(algo, obs, module_id=...)); "
+            f"got a {type(model).__name__}, which is one model already."
+        )
+    _check_not_runner_copy(model, target)
+    return model
+
+
+def explain(
+    model: Any,
+    obs: Any,
+    method: str = "gradient",
+    target: str = "action",
+    *,
+    policy_id: str | None = None,
+    module_id: str | None = None,
+    **options: Any,
+) -> Attribution:
+    """Attribute a model output to the observation features, batch-wise.
+
+    ``model``: an RLlib ``Algorithm`` (the model holding the learner's current weights is
+    explained: see :func:`learner_module`; ``policy_id=``/``module_id=`` pick one of several),
+    a torch ``RLModule`` (new API stack), or an old-API-stack TF policy (``"tf"``/``"tf2"``).
+    Everything else as :func:`rllib_saliency.engine.explain`.
+    """
+    resolved = _resolve(model, target, policy_id, module_id)
+    return engine.explain(resolved, obs, method, target, **options)
+
+
+def maximize_activation(
+    model: Any,
+    target: str = "action_1",
+    *,
+    policy_id: str | None = None,
+    module_id: str | None = None,
+    **options: Any,
+) -> ActivationMaximization:
+    """:func:`rllib_saliency.activation.maximize_activation` on a model, or on an ``Algorithm``'s
+    model that holds the learner's current weights (as :func:`explain`)."""
+    return _maximize_activation(_resolve(model, target, policy_id, module_id), target, **options)
