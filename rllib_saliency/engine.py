@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from rllib_saliency.backends import Backend, TargetFunction, backend_for
+from rllib_saliency.backends.base import finite_rows
 from rllib_saliency.methods import BatchContext, get_method
 from rllib_saliency.recurrent import initial_states, recurrent_layout
 from rllib_saliency.structure import is_structured, original_space, unflatten
@@ -69,17 +70,6 @@ def _check_observations(obs: Any, obs_shape: tuple[int, ...]) -> np.ndarray:
     # A float32 batch is used as it is, not copied: explain() never writes to it (on a GPU the
     # host copy cost more than the convolutions, issue 20).
     return array if array.dtype == np.float32 else array.astype(np.float32)
-
-
-def finite_rows(observations: np.ndarray) -> np.ndarray:
-    """Which rows hold only finite numbers, by one pass over the batch and no batch-sized temporary:
-    a row's sum is finite only if all its numbers are; the rare row whose sum is not finite (a
-    non-finite number, or a float32 overflow of finite ones) is checked number by number."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        finite = np.isfinite(np.add.reduce(observations, axis=tuple(range(1, observations.ndim))))
-    for row in np.flatnonzero(~finite):
-        finite[row] = np.isfinite(observations[row]).all()
-    return finite
 
 
 # Rows per pass when a backend has no rule of its own (the TF backends), and the rows each

@@ -114,3 +114,14 @@ def reinitialised_weights(
         else:
             values.append(np.zeros(shape, np.float32))
     return values
+
+
+def finite_rows(observations: np.ndarray) -> np.ndarray:
+    """Which rows hold only finite numbers, by one pass over the batch and no batch-sized temporary:
+    a row's sum is finite only if all its numbers are; the rare row whose sum is not finite (a
+    non-finite number, or a float32 overflow of finite ones) is checked number by number."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(np.add.reduce(observations, axis=tuple(range(1, observations.ndim))))
+    for row in np.flatnonzero(~finite):
+        finite[row] = np.isfinite(observations[row]).all()
+    return finite

@@ -35,7 +35,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
-from rllib_saliency.backends.base import ModelOutputs, check_state_count, reinitialised_weights
+from rllib_saliency.backends.base import ModelOutputs, check_state_count, finite_rows, reinitialised_weights
 from rllib_saliency.errors import UnsupportedModel, UnsupportedTarget
 from rllib_saliency.targets import ResolvedTarget
 
@@ -349,8 +349,6 @@ class TorchBackend:
         """Which rows of the batch explain() is given are finite, checked on the module's device
         after copying the batch there once for the whole call (numpy's check when it is too big
         to stage, or outside explaining())."""
-        from rllib_saliency.engine import finite_rows
-
         dtype, device = self._placement()
         # (Reading the free memory costs a file read: only batches over STAGE_ALWAYS_BYTES ask.)
         too_big = obs.nbytes > STAGE_ALWAYS_BYTES and obs.nbytes > free_memory(device) // 4

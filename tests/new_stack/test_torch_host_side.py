@@ -24,7 +24,7 @@ import torch
 
 from rllib_saliency import explain
 from rllib_saliency.backends import backend_for
-from rllib_saliency.engine import finite_rows
+from rllib_saliency.backends.base import finite_rows
 
 # An Atari-shaped module as in the measurements: conv 16/32/64/128, 256-unit heads.
 CNN = {
