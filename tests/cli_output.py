@@ -1,4 +1,5 @@
-"""Checks of the CLI's summary lines, shared by the old- and new-stack CLI tests."""
+"""Checks of the CLI's summary lines, and running CLI processes side by side, shared by the old- and
+new-stack CLI tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import shlex
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 
 
 def check_time_and_view(stdout: str, out_dir: str, phases: list[str]) -> dict[str, float]:
@@ -77,3 +80,31 @@ def check_demo(stdout: str, stderr: str, out_dir: str) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     data = np.load(os.path.join(out, "attributions_default_policy_action_gradient.npz"))
     assert list(data["feature_names"]) == DEMO_FEATURES  # read from the checkpoint
+
+
+def run_parallel(
+    starts: dict[str, Callable[[], subprocess.Popen]], parallel: int, limit: float = 300.0
+) -> dict[str, subprocess.CompletedProcess]:
+    """Start each process (``starts[name]()`` returns it, stdout and stderr piped), ``parallel`` at
+    a time; one still running after ``limit`` seconds is killed. Their completed processes by name."""
+    pending = list(starts.items())
+    running: dict[str, tuple[subprocess.Popen, float]] = {}
+    done: dict[str, subprocess.CompletedProcess] = {}
+    while pending or running:
+        while pending and len(running) < parallel:
+            name, start = pending.pop(0)
+            running[name] = (start(), time.monotonic())
+        for name, (process, started) in list(running.items()):
+            if process.poll() is None and time.monotonic() - started < limit:
+                continue
+            if process.poll() is None:
+                process.kill()
+            stdout, stderr = process.communicate()
+            done[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+            del running[name]
+        time.sleep(0.05)
+    return done
+
+
+def describe(result: subprocess.CompletedProcess) -> str:
+    return f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"

@@ -8,6 +8,7 @@ on the trained policy that was saved.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -15,14 +16,13 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import ray.cloudpickle
-from cli_output import check_time_and_view
+from cli_output import check_time_and_view, describe, run_parallel
 from conftest import ATTENTION_MODEL, FRAMEWORK, ppo_config, rollout_observations
 from PIL import Image
 from ray.rllib.policy.sample_batch import SampleBatch
@@ -115,28 +115,8 @@ def start(args: list[str], pythonpath: str | None = None, command: list[str] = C
 
 
 def run_all(jobs: dict[str, dict]) -> dict[str, subprocess.CompletedProcess]:
-    """Run CLI invocations, ``PARALLEL`` at a time; returns their completed processes by name."""
-    pending = list(jobs.items())
-    running: dict[str, tuple[subprocess.Popen, float]] = {}
-    done: dict[str, subprocess.CompletedProcess] = {}
-    while pending or running:
-        while pending and len(running) < PARALLEL:
-            name, job = pending.pop(0)
-            running[name] = (start(**job), time.monotonic())
-        for name, (process, started) in list(running.items()):
-            if process.poll() is None and time.monotonic() - started < 300:
-                continue
-            if process.poll() is None:
-                process.kill()
-            stdout, stderr = process.communicate()
-            done[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-            del running[name]
-        time.sleep(0.05)
-    return done
-
-
-def describe(result: subprocess.CompletedProcess) -> str:
-    return f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    """Run CLI invocations (keyword arguments of ``start``), ``PARALLEL`` at a time, by name."""
+    return run_parallel({name: functools.partial(start, **job) for name, job in jobs.items()}, PARALLEL)
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,15 @@ checkpoint is trained in a fresh subprocess, and each command runs in its own.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 import textwrap
-import time
 
 import numpy as np
 import pytest
+from cli_output import describe, run_parallel
 from conftest import FRAMEWORK
 
 pytestmark = pytest.mark.slow
@@ -108,30 +109,12 @@ TRAIN_SOURCE = textwrap.dedent(
 
 def run_all(jobs: dict[str, list[str]], env: dict[str, str]) -> dict[str, subprocess.CompletedProcess]:
     """Run CLI invocations, ``PARALLEL`` at a time; returns their completed processes by name."""
-    pending = list(jobs.items())
-    running: dict[str, tuple[subprocess.Popen, float]] = {}
-    done: dict[str, subprocess.CompletedProcess] = {}
-    while pending or running:
-        while pending and len(running) < PARALLEL:
-            name, args = pending.pop(0)
-            process = subprocess.Popen(
-                [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-            )
-            running[name] = (process, time.monotonic())
-        for name, (process, started) in list(running.items()):
-            if process.poll() is None and time.monotonic() - started < 300:
-                continue
-            if process.poll() is None:
-                process.kill()
-            stdout, stderr = process.communicate()
-            done[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-            del running[name]
-        time.sleep(0.05)
-    return done
 
+    def start(args: list[str]) -> subprocess.Popen:
+        pipe = subprocess.PIPE
+        return subprocess.Popen([*CLI, *args], stdout=pipe, stderr=pipe, text=True, env=env)
 
-def describe(result: subprocess.CompletedProcess) -> str:
-    return f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    return run_parallel({name: functools.partial(start, args) for name, args in jobs.items()}, PARALLEL)
 
 
 @pytest.fixture(scope="module")

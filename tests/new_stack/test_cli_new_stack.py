@@ -17,17 +17,17 @@ from __future__ import annotations
 import rllib_saliency  # noqa: F401  (first: a safe TF/torch import order for RLlib's new stack)
 
 # isort: on
+import functools
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from cli_output import check_time_and_view
+from cli_output import check_time_and_view, describe, run_parallel
 from conftest import new_ppo_config
 from PIL import Image
 from ray.rllib.core.columns import Columns
@@ -47,31 +47,12 @@ MODULE_DIR = os.path.join("learner_group", "learner", "rl_module", "default_poli
 
 def run_all(jobs: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess]:
     """Run CLI invocations, ``PARALLEL`` at a time; their completed processes by name."""
-    pending = list(jobs.items())
-    running: dict[str, tuple[subprocess.Popen, float]] = {}
-    done: dict[str, subprocess.CompletedProcess] = {}
-    while pending or running:
-        while pending and len(running) < PARALLEL:
-            name, args = pending.pop(0)
-            command = [CONSOLE_SCRIPT] if name == "bad_policy" else CLI
-            process = subprocess.Popen(
-                [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-            )
-            running[name] = (process, time.monotonic())
-        for name, (process, started) in list(running.items()):
-            if process.poll() is None and time.monotonic() - started < 300:
-                continue
-            if process.poll() is None:
-                process.kill()
-            stdout, stderr = process.communicate()
-            done[name] = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-            del running[name]
-        time.sleep(0.05)
-    return done
 
+    def start(name: str, args: list[str]) -> subprocess.Popen:
+        command = [CONSOLE_SCRIPT] if name == "bad_policy" else CLI
+        return subprocess.Popen([*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-def describe(result: subprocess.CompletedProcess) -> str:
-    return f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    return run_parallel({name: functools.partial(start, name, args) for name, args in jobs.items()}, PARALLEL)
 
 
 def multi_agent_config(num_agents: int = 3):
