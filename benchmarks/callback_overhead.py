@@ -18,8 +18,13 @@ on Atari-shaped 84x84x4 float32 observations from a small synthetic env (``_imag
 ``--train-batch-size`` (default 1000) steps per iteration, minibatches of 128, one epoch.
 Writes callback_overhead_image.json.
 
+``--algorithm dqn`` (new API stack): RLlib's DQN (dueling, double-Q: its defaults) on CartPole with
+2 env runners; ``--algorithm sac``: SAC on Pendulum-v1 with 2 env runners and
+``rollout_fragment_length=50`` (SAC's default of 1 made an iteration take 81-116 s here), other
+settings RLlib's defaults. Writes callback_overhead_dqn.json / callback_overhead_sac.json.
+
 Usage: python benchmarks/callback_overhead.py [--iterations 10] [--framework tf|tf2|torch] [--short]
-       [--env cartpole|image] [--train-batch-size N]
+       [--env cartpole|image] [--train-batch-size N] [--algorithm ppo|dqn|sac]
 """
 
 from __future__ import annotations
@@ -30,8 +35,25 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 RESULTS = Path(__file__).with_name("results")
+
+
+def value_based_config(algorithm: str) -> Any:
+    """RLlib's DQN on CartPole or SAC on Pendulum (new API stack), 2 env runners, seeded."""
+    if algorithm == "dqn":
+        from ray.rllib.algorithms.dqn import DQNConfig
+
+        return DQNConfig().environment("CartPole-v1").env_runners(num_env_runners=2).debugging(seed=0)
+    from ray.rllib.algorithms.sac import SACConfig
+
+    return (
+        SACConfig()
+        .environment("Pendulum-v1")
+        .env_runners(num_env_runners=2, rollout_fragment_length=50)
+        .debugging(seed=0)
+    )
 
 
 def main() -> None:
@@ -43,8 +65,9 @@ def main() -> None:
     parser.add_argument("--framework", choices=("tf", "tf2", "torch"), default="tf")
     parser.add_argument("--env", choices=("cartpole", "image"), default="cartpole")
     parser.add_argument("--train-batch-size", type=int, default=1000, help="--env image only")
+    parser.add_argument("--algorithm", choices=("ppo", "dqn", "sac"), default="ppo")
     args = parser.parse_args()
-    if args.env == "image":
+    if args.env == "image" or args.algorithm != "ppo":
         args.framework = "torch"  # RLlib's new API stack runs torch
 
     # isort: off
@@ -60,7 +83,9 @@ def main() -> None:
     here = str(Path(__file__).parent)
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
     ray.init(num_cpus=5, include_dashboard=False, log_to_driver=False)
-    if args.env == "image":
+    if args.algorithm != "ppo":
+        base = value_based_config(args.algorithm)
+    elif args.env == "image":
         from _image_env import AtariShapedEnv
 
         base = (
@@ -92,10 +117,11 @@ def main() -> None:
                 saliency_seconds.append(float(result["saliency"]["seconds"]))
     without, with_ = statistics.median(times["without"]), statistics.median(times["with"])
     row = {
-        "env": "AtariShapedEnv 84x84x4, default CNN" if args.env == "image" else "CartPole-v1",
+        "env": "AtariShapedEnv 84x84x4, default CNN" if args.env == "image" else base.env,
+        "algorithm": args.algorithm.upper(),
         "framework": args.framework,
         "iterations": args.iterations,
-        "train_batch_size": base.train_batch_size,
+        "train_batch_size": base.train_batch_size_per_learner,
         "iteration": "short" if args.short else "default",
         "median_iteration_s_without": without,
         "median_iteration_s_with": with_,
@@ -113,15 +139,16 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     name = "callback_overhead" + ("" if args.framework == "tf" else f"_{args.framework}")
     name = "callback_overhead_image" if args.env == "image" else name
+    name = f"callback_overhead_{args.algorithm}" if args.algorithm != "ppo" else name
     name += "_short.json" if args.short else ".json"
     (RESULTS / name).write_text(json.dumps(row, indent=2))
     print(
-        "| mode | iterations | median iteration without (s) | with (s) | overhead (median / mean) "
+        "| algorithm, mode | iterations | median iteration without (s) | with (s) | overhead (median / mean) "
         "| saliency per computation (s) | its share |"
     )
     print("|---|---|---|---|---|---|---|")
     print(
-        f"| {args.framework} | {row['iteration']} | {without:.2f} | {with_:.2f} "
+        f"| {row['algorithm']}, {args.framework} | {row['iteration']} | {without:.2f} | {with_:.2f} "
         f"| {row['overhead_ratio']:+.1%} / {row['mean_overhead_ratio']:+.1%} "
         f"| {row['median_saliency_s_per_computation']:.3f} | {row['saliency_share_of_iteration']:.1%} |"
     )
