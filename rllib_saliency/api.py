@@ -38,7 +38,7 @@ def _model_id(algorithm: Any, policy_id: str | None, module_id: str | None) -> s
     wanted = policy_id if policy_id is not None else module_id
     stack = stack_of(algorithm)
     ids = stack.model_ids(algorithm)
-    word = "module_id" if stack.NAME == "new" else "policy_id"
+    word = f"{stack.MODEL_WORD}_id"
     if wanted is None:
         if len(ids) != 1:
             raise ValueError(f"this algorithm has several models {ids}: pass {word}=one of them.")

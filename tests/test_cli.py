@@ -668,8 +668,8 @@ def test_help_of_the_console_script_and_each_command(setup, capsys):
 def test_feature_names_from_the_training_callbacks_settings(setup):
     """Algorithm and policy checkpoints keep SaliencyCallbacks' settings in their config; the CLI
     names features from them (--feature-names overrides; names that do not fit are ignored)."""
-    from rllib_saliency.cli.checkpoint import inspect_checkpoint
     from rllib_saliency.cli.common import feature_names_arg
+    from rllib_saliency.stacks import inspect_checkpoint
 
     checkpoints = setup["checkpoints"]
     for name in ("custom", "custom_policy"):
@@ -683,7 +683,7 @@ def test_feature_names_from_the_training_callbacks_settings(setup):
 
 
 def test_feature_names_per_policy_and_among_several_callbacks():
-    from rllib_saliency.cli.checkpoint import saved_feature_names
+    from rllib_saliency.stacks.checkpoint import saved_feature_names
 
     per_policy = SaliencyCallbacks.configure(feature_names={"p1": ["a", "b"]})
     # The new stack takes a list of callback classes; the old stack's policy config says "callbacks".

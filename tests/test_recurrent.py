@@ -14,7 +14,7 @@ from rllib_saliency import SaliencyCallbacks, explain
 from rllib_saliency.backends.tf_eager import TFEagerBackend, untracked_variables
 from rllib_saliency.callbacks import _saliency_callbacks
 from rllib_saliency.recurrent import recurrent_layout
-from rllib_saliency.stacks.old import per_step_states
+from rllib_saliency.stacks.old.batches import per_step_states
 
 pytestmark = pytest.mark.slow
 

@@ -218,13 +218,10 @@ class SaliencyCallbacks(RLlibCallback):
     def on_sample_end(
         self, *, env_runner: Any = None, samples: Any = None, worker: Any = None, **kwargs: Any
     ) -> None:
-        from rllib_saliency.stacks import new, old
+        from rllib_saliency import stacks
 
         try:
-            if isinstance(samples, list):  # new stack: episodes
-                new.sample(self, env_runner or worker, samples)
-            else:
-                old.sample(self, worker or env_runner, samples)
+            stacks.sample(self, samples, env_runner, worker)
         except Exception as error:  # noqa: BLE001 - sampling must go on
             self.store.errors.exception("sampling", error)
 

@@ -15,19 +15,20 @@ printed as one message with exit code 1, without a traceback.
 
 Modules: :mod:`~rllib_saliency.cli.main` (parser, ``main()``, the driver),
 :mod:`~rllib_saliency.cli.arguments` (options both commands take),
-:mod:`~rllib_saliency.cli.checkpoint` (reading checkpoints, loading policies),
-:mod:`~rllib_saliency.cli.new_stack` (new-API-stack checkpoints, loading RLModules),
-:mod:`~rllib_saliency.cli.new_stack_rollout` (rollouts through RLlib's connectors),
 :mod:`~rllib_saliency.cli.observations` (``--obs`` files),
-:mod:`~rllib_saliency.cli.rollout` (greedy rollouts),
-:mod:`~rllib_saliency.cli.explain` and :mod:`~rllib_saliency.cli.maximize` (one
-command each), :mod:`~rllib_saliency.cli.common` (what the commands share),
-:mod:`~rllib_saliency.cli.errors` (:class:`CLIError` and messages).
+:mod:`~rllib_saliency.cli.explain`, :mod:`~rllib_saliency.cli.maximize` and
+:mod:`~rllib_saliency.cli.movie` (one command each), :mod:`~rllib_saliency.cli.common` (what the
+commands share), :mod:`~rllib_saliency.cli.errors` (:class:`CLIError` and messages). Reading
+checkpoints, loading policies/modules and rolling them out is each stack's own
+(:mod:`rllib_saliency.stacks`: ``stacks/old/``, ``stacks/new/``); the commands ask the
+checkpoint's stack package and never branch on the stack.
 """
 
-from rllib_saliency.cli.checkpoint import Checkpoint, build_algorithm, inspect_checkpoint, load_policy
 from rllib_saliency.cli.errors import PROG, CLIError
 from rllib_saliency.cli.main import build_parser, main
+from rllib_saliency.stacks import inspect_checkpoint
+from rllib_saliency.stacks.checkpoint import Checkpoint
+from rllib_saliency.stacks.old.checkpoint import build_algorithm, load_policy
 
 __all__ = [
     "PROG",

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from rllib_saliency.cli.checkpoint import Checkpoint
 from rllib_saliency.cli.errors import CLIError, library_call
+from rllib_saliency.stacks.checkpoint import Checkpoint
 
 
 @dataclass

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 
 from rllib_saliency.cli.arguments import add_common_arguments
-from rllib_saliency.cli.checkpoint import Checkpoint
 from rllib_saliency.cli.common import (
     Context,
     check_positive,
@@ -25,6 +24,8 @@ from rllib_saliency.cli.common import (
     write_png,
 )
 from rllib_saliency.cli.errors import CLIError, library_call
+from rllib_saliency.stacks import checkpoint_stack
+from rllib_saliency.stacks.checkpoint import Checkpoint
 
 HISTOGRAM_LIMIT = 10_000
 
@@ -40,25 +41,6 @@ def parse_method_options(items: Sequence[str]) -> dict[str, Any]:
         except (ValueError, SyntaxError):
             options[key] = text  # a bare word such as baseline=mean
     return options
-
-
-def greedy_actions(policy: Any, obs: np.ndarray) -> np.ndarray:
-    """The policy's greedy actions at ``obs`` (recurrent models: from their initial state)."""
-    from ray.rllib.policy.sample_batch import SampleBatch
-
-    from rllib_saliency.recurrent import initial_states, recurrent_layout
-
-    names = recurrent_layout(policy).names
-    actions = []
-    for start in range(0, len(obs), 1024):
-        rows = obs[start : start + 1024]
-        # An input dict, not compute_actions(state_batches=...): in Ray 2.60 the eager
-        # policies' compute_actions drops the state batches.
-        batch = {"obs": rows, **dict(zip(names, initial_states(policy, len(rows)), strict=True))}
-        if names:
-            batch["seq_lens"] = np.ones(len(rows), np.int32)
-        actions.append(policy.compute_actions_from_input_dict(SampleBatch(batch), explore=False)[0])
-    return np.concatenate(actions)
 
 
 def check_explain(args: argparse.Namespace, checkpoint: Checkpoint) -> None:
@@ -96,11 +78,9 @@ def run_explain(context: Context) -> list[str]:
     call_options = dict(options)
     if isinstance(checked.get("baseline"), str) and checked["baseline"] == "mean" and finite.any():
         call_options["baseline"] = obs[finite].mean(axis=0)
-    if context.checkpoint.stack == "new" and not context.states and policy.is_stateful():
-        from rllib_saliency.cli.new_stack import obs_file_states
-
-        # --obs: the states an .npz holds (as written here), else the initial state.
-        context.states = obs_file_states(args.obs, policy, len(obs))
+    stack = checkpoint_stack(context.checkpoint)
+    # --obs: e.g. the states an .npz holds (as written here), else the initial state.
+    context.states = stack.states_to_explain(args.obs, policy, len(obs), context.states)
     chunk = len(obs) if args.method == "smoothgrad" else args.batch_size
     values = np.empty(obs.shape, np.float32)
     target_values = np.empty(len(obs), np.float32)
@@ -138,12 +118,8 @@ def run_explain(context: Context) -> list[str]:
         options=checked,
     )
     actions = context.actions
-    if actions is None and context.checkpoint.stack == "new":
-        from rllib_saliency.cli.new_stack import greedy_actions as module_greedy_actions
-
-        actions = module_greedy_actions(policy, obs, context.states)
-    elif actions is None:
-        actions = greedy_actions(policy, obs)
+    if actions is None:
+        actions = stack.greedy_actions(policy, obs, context.states)
 
     layout = feature_layout(policy.observation_space)
     rng = np.random.default_rng(args.seed)

@@ -16,14 +16,6 @@ import numpy as np
 
 from rllib_saliency.cli import explain, maximize, movie
 from rllib_saliency.cli.arguments import DEFAULT_EPISODES
-from rllib_saliency.cli.checkpoint import (
-    build_algorithm,
-    check_custom_code,
-    check_environment,
-    inspect_checkpoint,
-    is_new_stack_checkpoint,
-    load_policy,
-)
 from rllib_saliency.cli.common import (
     Context,
     process_age,
@@ -33,11 +25,8 @@ from rllib_saliency.cli.common import (
     tensorboard_command,
 )
 from rllib_saliency.cli.errors import PROG, CLIError
-from rllib_saliency.cli.new_stack import check_rollout, load_module, load_multi_module
-from rllib_saliency.cli.new_stack_rollout import rollout_new_stack, rollout_new_stack_multi_agent
 from rllib_saliency.cli.observations import check_obs_shape, load_obs_file
-from rllib_saliency.cli.rollout import rollout_algorithm, rollout_policy
-from rllib_saliency.frameworks import skip_tensorflow
+from rllib_saliency.stacks import checkpoint_stack, inspect_checkpoint
 
 
 def _import_modules(modules: Sequence[str]) -> None:
@@ -74,13 +63,13 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
     _import_modules(args.imports)
     if args.imports:
         lap("--import")
-    if is_new_stack_checkpoint(args.checkpoint):
-        # A new-stack checkpoint is a torch one: RLlib's import then skips TensorFlow (7-22 s).
-        skip_tensorflow()
+    # E.g. a new-stack checkpoint is a torch one: RLlib's import then skips TensorFlow (7-22 s).
+    checkpoint_stack(args.checkpoint).before_rllib_import()
     import ray.rllib  # noqa: F401 - seconds on its own; reading any checkpoint needs it
 
     lap("RLlib import")
     checkpoint = inspect_checkpoint(args.checkpoint, args.policy)
+    stack = checkpoint_stack(checkpoint)
     obs_file = load_obs_file(args.obs) if args.obs else None
     episodes = DEFAULT_EPISODES if args.episodes is None else args.episodes
     if obs_file is None and episodes < (1 if needs_data else 0):
@@ -98,13 +87,7 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
     if obs_file is not None and checkpoint.obs_shape is not None:
         check_obs_shape(obs_file, checkpoint.obs_shape, checkpoint.policy_id, f"--obs {args.obs}")
     # Checks that need no Ray and no TensorFlow objects: fail fast.
-    new_stack = checkpoint.stack == "new"
-    if rollout and new_stack:
-        check_rollout(checkpoint)
-    elif rollout:
-        check_environment(checkpoint.config)
-    if not new_stack:
-        check_custom_code(checkpoint.config)
+    stack.check_loadable(checkpoint, rollout)
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as error:
@@ -118,7 +101,7 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
         logging.getLogger("ray").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", message="CUDA initialization")
     lap("checkpoint")
-    if not new_stack:  # new-API-stack modules and connectors load without Ray
+    if stack.NEEDS_RAY:  # new-API-stack modules and connectors load without Ray
         ray.init(
             address="local",
             num_cpus=args.num_cpus,
@@ -127,22 +110,14 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
             logging_level=logging.INFO if args.verbose else logging.ERROR,
         )
         lap("Ray start")
-    algorithm = None
+    runner = None
     try:
         observations = actions = episode_ids = None
         states: tuple[np.ndarray, ...] = ()
-        agent_ids = multi_module = None
-        if new_stack and rollout and checkpoint.info.get("multi_agent"):
-            # Every agent acts with its mapped module; the chosen one is explained.
-            multi_module = load_multi_module(checkpoint)
-            policy = multi_module[checkpoint.policy_id]
-        elif new_stack:
-            policy = load_module(checkpoint)
-        elif rollout and checkpoint.kind == "Algorithm":
-            algorithm = build_algorithm(checkpoint, args.seed)
-            policy = algorithm.get_policy(checkpoint.policy_id)
-        else:
-            policy = load_policy(checkpoint)
+        agent_ids = None
+        # The model to explain, and what rolls it out where the stack needs more than the model
+        # (the rebuilt algorithm; a multi-agent checkpoint's every module), else None.
+        policy, runner = stack.load(checkpoint, rollout, args.seed)
         lap("load")
         if obs_file is not None:
             shape = tuple(policy.observation_space.shape)
@@ -150,16 +125,7 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
             source = f"{len(observations)} observations from {args.obs}"
         elif rollout:
             with progress(args, total=episodes, desc="rollout", unit="episode") as bar:
-                if multi_module is not None:
-                    rollouts = rollout_new_stack_multi_agent(
-                        checkpoint, multi_module, episodes, args.seed, bar
-                    )
-                elif new_stack:
-                    rollouts = rollout_new_stack(checkpoint, policy, episodes, args.seed, bar)
-                elif algorithm is not None:
-                    rollouts = rollout_algorithm(algorithm, checkpoint.policy_id, episodes, bar)
-                else:
-                    rollouts = rollout_policy(policy, checkpoint.config, episodes, args.seed, bar)
+                rollouts = stack.rollouts(checkpoint, policy, runner, episodes, args.seed, bar)
             lap("rollout")
             observations, actions, episode_ids = rollouts.observations, rollouts.actions, rollouts.episode_ids
             states, agent_ids = rollouts.states, rollouts.agent_ids
@@ -189,11 +155,10 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
         lap("compute")
         timings["writing"] = timings.pop("compute") - by_command
     finally:
-        if algorithm is not None:
-            algorithm.stop()
-        if not new_stack:
+        stack.release(runner)
+        if stack.NEEDS_RAY:
             ray.shutdown()
-    if not new_stack:
+    if stack.NEEDS_RAY:
         lap("Ray stop")
     timings["total"] = seconds_total(timings)
     _print_summary(context, written, timings)
@@ -201,7 +166,7 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
 
 
 def _print_summary(context: Context, written: list[str], timings: dict[str, float]) -> None:
-    what = "module" if context.checkpoint.stack == "new" else "policy"
+    what = checkpoint_stack(context.checkpoint).MODEL_WORD
     print(f"{PROG} {context.args.command}: {what} {context.checkpoint.policy_id!r}, {context.source}")
     for note in context.notes:
         print(note)

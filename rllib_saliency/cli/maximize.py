@@ -10,7 +10,6 @@ import time
 import numpy as np
 
 from rllib_saliency.cli.arguments import add_common_arguments
-from rllib_saliency.cli.checkpoint import Checkpoint
 from rllib_saliency.cli.common import (
     Context,
     check_positive,
@@ -22,6 +21,7 @@ from rllib_saliency.cli.common import (
     write_png,
 )
 from rllib_saliency.cli.errors import CLIError, library_call
+from rllib_saliency.stacks.checkpoint import Checkpoint
 
 
 def check_maximize(args: argparse.Namespace, checkpoint: Checkpoint) -> None:

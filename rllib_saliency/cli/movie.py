@@ -12,10 +12,11 @@ import argparse
 import os
 import time
 
-from rllib_saliency.cli.checkpoint import Checkpoint, check_environment
 from rllib_saliency.cli.common import Context, check_positive, duration, feature_names_arg, progress
 from rllib_saliency.cli.errors import IMPORT_HELP, CLIError, library_call
 from rllib_saliency.cli.explain import parse_method_options
+from rllib_saliency.stacks import checkpoint_stack
+from rllib_saliency.stacks.checkpoint import Checkpoint
 
 DEFAULT_EPISODES = 1
 DEFAULT_FPS = 8.0
@@ -41,19 +42,7 @@ def check_movie(args: argparse.Namespace, checkpoint: Checkpoint) -> None:
         raise CLIError(f"--max-steps must be a positive integer; got {args.max_steps}.")
     if not args.fps > 0:
         raise CLIError(f"--fps must be positive; got {args.fps}.")
-    if checkpoint.stack == "new":
-        from rllib_saliency.cli.new_stack import check_rollout
-
-        if checkpoint.info.get("multi_agent"):
-            raise CLIError(
-                f"{checkpoint.path!r} is a multi-agent checkpoint: movies of multi-agent environments "
-                "are not supported yet; use `rllib-saliency explain` (or `maximize`) with --policy "
-                f"MODULE_ID (here {checkpoint.policy_id!r}), which roll out the multi-agent environment "
-                "and record the chosen module's observations."
-            )
-        check_rollout(checkpoint)
-    else:
-        check_environment(checkpoint.config)
+    checkpoint_stack(checkpoint).check_movie(checkpoint)
     if checkpoint.obs_shape is not None:
         options = parse_method_options(args.method_option)
         library_call(get_method(args.method).check_options, options, checkpoint.obs_shape)
@@ -62,7 +51,6 @@ def check_movie(args: argparse.Namespace, checkpoint: Checkpoint) -> None:
 def run_movie(context: Context) -> list[str]:
     from rllib_saliency.methods import get_method
     from rllib_saliency.movie import compute_movie_data, render_frames, write_gif, write_page
-    from rllib_saliency.movie.rollout import play_new_stack, play_old_stack
     from rllib_saliency.summaries import feature_layout
 
     args, policy, checkpoint = context.args, context.policy, context.checkpoint
@@ -71,12 +59,9 @@ def run_movie(context: Context) -> list[str]:
     library_call(get_method(args.method).check_options, options, obs_shape)
     started = time.perf_counter()
     with progress(args, total=args.movie_episodes, desc="rollout", unit="episode") as bar:
-        if checkpoint.stack == "new":
-            records = play_new_stack(checkpoint, policy, args.movie_episodes, args.seed, args.max_steps, bar)
-        else:
-            records = play_old_stack(
-                policy, checkpoint.config, args.movie_episodes, args.seed, args.max_steps, bar
-            )
+        records = checkpoint_stack(checkpoint).play_movie(
+            checkpoint, policy, args.movie_episodes, args.seed, args.max_steps, bar
+        )
     context.timings["rollout"] = time.perf_counter() - started
     layout = feature_layout(policy.observation_space)
     names = layout.names

@@ -1,9 +1,10 @@
-"""Reading a checkpoint before building anything, then loading its policy or algorithm.
+"""What every stack's checkpoint reading shares: the :class:`Checkpoint` record, state files
+read without TensorFlow, which stack a directory belongs to, the feature names training saved, and
+the environment checks before a rollout.
 
-:func:`inspect_checkpoint` validates the directory, reads the config (TensorFlow
-objects in state files are stood in for, so TF's execution mode is not fixed too
-early) and picks the policy; :func:`load_policy` / :func:`build_algorithm` then
-build it with its trained weights.
+:func:`rllib_saliency.stacks.inspect_checkpoint` validates the directory here, then asks the
+checkpoint's stack (``stacks/old/checkpoint.py``: TF policies; ``stacks/new/checkpoint.py``:
+torch RLModules) to read its config and pick the policy, and to load it later.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ import json
 import os
 import pickle
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from rllib_saliency.cli.errors import IMPORT_HINT, SUPPORTED, CLIError
+from rllib_saliency.errors import IMPORT_HINT, CLIError
 
 
 class _Opaque:
@@ -141,29 +139,7 @@ def saved_feature_names(config: dict[str, Any], policy_id: str) -> list[str] | N
     return None
 
 
-def _spec_spaces(policy_state: dict[str, Any]) -> dict[str, Any]:
-    """``obs_shape`` and ``action_space`` of a saved policy spec, where it can tell."""
-    import gymnasium as gym
-    from ray.rllib.utils.serialization import space_from_dict
-
-    spec = policy_state.get("policy_spec") or {}
-    spaces = {}
-    for key in ("observation_space", "action_space"):
-        if isinstance(spec.get(key), dict):
-            try:
-                spaces[key] = space_from_dict(spec[key])
-            except (KeyError, TypeError, ValueError):
-                spaces[key] = None
-    observation_space = spaces.get("observation_space")
-    return {
-        "obs_shape": tuple(observation_space.shape)
-        if isinstance(observation_space, gym.spaces.Box)
-        else None,
-        "action_space": spaces.get("action_space"),
-    }
-
-
-def _checkpoint_help(path: str) -> str:
+def checkpoint_help(path: str) -> str:
     return (
         f"{path!r} is not an RLlib checkpoint directory: pass the directory written by "
         "algo.save(...) or algo.save_to_path(...) (old API stack: it holds rllib_checkpoint.json, "
@@ -173,7 +149,7 @@ def _checkpoint_help(path: str) -> str:
     )
 
 
-def _read_metadata(path: str) -> dict[str, Any]:
+def read_metadata(path: str) -> dict[str, Any]:
     metadata_path = os.path.join(path, "rllib_checkpoint.json")
     if not os.path.isfile(metadata_path):
         return {}
@@ -195,142 +171,25 @@ def is_new_stack_checkpoint(path: str) -> bool:
 
     if not os.path.isdir(path):
         return False
-    declared = _read_metadata(path).get("checkpoint_version")
+    declared = read_metadata(path).get("checkpoint_version")
     return "class_and_ctor_args.pkl" in os.listdir(path) or (
         declared is not None and version.Version(str(declared)) >= version.Version("2.0")
     )
 
 
-def inspect_checkpoint(path: str, policy_id: str | None) -> Checkpoint:
-    """Validate a checkpoint and pick the policy, without building anything or starting Ray."""
-    from packaging import version
-    from ray.rllib.utils.checkpoints import get_checkpoint_info
-
+def check_directory(path: str) -> str:
+    """``path`` as an absolute path, once it is an existing directory (else a CLIError saying what
+    a checkpoint directory is)."""
     if not os.path.exists(path):
-        raise CLIError(f"{path!r} does not exist; {_checkpoint_help(path).split(': ', 1)[1]}.")
+        raise CLIError(f"{path!r} does not exist; {checkpoint_help(path).split(': ', 1)[1]}.")
     if not os.path.isdir(path):
-        raise CLIError(_checkpoint_help(path) + ".")
-    path = os.path.abspath(path)
-    names = os.listdir(path)
-    if is_new_stack_checkpoint(path):
-        from rllib_saliency.cli.new_stack import inspect_new_stack_checkpoint
-
-        declared = _read_metadata(path).get("checkpoint_version")
-        return _with_feature_names(inspect_new_stack_checkpoint(path, policy_id, declared))
-    if not any(
-        name in ("rllib_checkpoint.json", "algorithm_state.pkl", "policy_state.pkl")
-        or re.fullmatch(r"checkpoint-\d+", name)
-        for name in names
-    ):
-        raise CLIError(_checkpoint_help(path) + ".")
-    try:
-        info = get_checkpoint_info(path)
-    except (ValueError, OSError) as error:
-        raise CLIError(f"{_checkpoint_help(path)} ({error}).") from error
-    checkpoint_version = info["checkpoint_version"]
-    if checkpoint_version < version.Version("1.0"):
-        raise CLIError(
-            f"{path!r} is a checkpoint of format v{checkpoint_version} (Ray < 2.1), which "
-            f"Algorithm.from_checkpoint cannot read; re-save it with Ray >= 2.1. {SUPPORTED}."
-        )
-    if info.get("format") != "cloudpickle":
-        raise CLIError(
-            f"{path!r} is a {info.get('format')} checkpoint; rllib-saliency reads the default "
-            "cloudpickle format (algo.save() without msgpack)."
-        )
-    if info["type"] == "Policy":
-        return _with_feature_names(_inspect_policy_checkpoint(path, policy_id, info))
-    return _with_feature_names(_inspect_algorithm_checkpoint(path, policy_id, info))
+        raise CLIError(checkpoint_help(path) + ".")
+    return os.path.abspath(path)
 
 
-def _with_feature_names(checkpoint: Checkpoint) -> Checkpoint:
+def with_feature_names(checkpoint: Checkpoint) -> Checkpoint:
     checkpoint.feature_names = saved_feature_names(checkpoint.config, checkpoint.policy_id)
     return checkpoint
-
-
-def _check_framework(path: str, config: dict[str, Any]) -> str:
-    if config.get("enable_rl_module_and_learner") or config.get("_enable_new_api_stack"):
-        raise CLIError(
-            f"{path!r} was trained on RLlib's new API stack but saved in the old checkpoint format. "
-            f"{SUPPORTED}."
-        )
-    # AlgorithmConfig.to_dict() says "framework_str", a policy's config "framework".
-    framework = config.get("framework_str") or config.get("framework") or "tf"
-    if framework not in ("tf", "tf2"):
-        raise CLIError(
-            f"{path!r} was trained with framework {framework!r} on the old API stack, which "
-            f"rllib-saliency does not support. {SUPPORTED}."
-        )
-    return framework
-
-
-def _choose_policy(path: str, requested: str | None, available: Sequence[str]) -> str:
-    listed = ", ".join(repr(p) for p in sorted(available))
-    if requested is not None:
-        if requested not in available:
-            raise CLIError(f"policy {requested!r} is not in {path!r}; available policies: {listed}.")
-        return requested
-    if "default_policy" in available:
-        return "default_policy"
-    if len(available) == 1:
-        return next(iter(available))
-    raise CLIError(f"{path!r} holds several policies ({listed}): choose one with --policy ID.")
-
-
-def _inspect_algorithm_checkpoint(path: str, policy_id: str | None, info: dict[str, Any]) -> Checkpoint:
-    state = unpickle(info["state_file"], peek=True)
-    config = state.get("config") or {}
-    if not isinstance(config, dict):
-        config = dict(getattr(config, "to_dict", lambda: {})())
-    framework = _check_framework(path, config)
-    available = sorted(info.get("policy_ids") or (state.get("worker") or {}).get("policy_ids") or [])
-    chosen = _choose_policy(path, policy_id, available)
-    policy_file = os.path.join(path, "policies", chosen, "policy_state.pkl")
-    if not os.path.isfile(policy_file):
-        raise CLIError(f"{path!r} lacks {policy_file!r}: the checkpoint is incomplete.")
-    policy_state = unpickle(policy_file, peek=True)
-    policy_config = {**config, **((policy_state.get("policy_spec") or {}).get("config") or {})}
-    counters = state.get("counters") or {}
-    by_agent = config.get("count_steps_by") == "agent_steps"
-    step = int(counters.get("num_agent_steps_sampled" if by_agent else "num_env_steps_sampled", 0))
-    step = step or int(state.get("training_iteration") or 0)
-    return Checkpoint(
-        path,
-        "Algorithm",
-        chosen,
-        available,
-        framework,
-        policy_config,
-        step,
-        info,
-        **_spec_spaces(policy_state),
-    )
-
-
-def _inspect_policy_checkpoint(path: str, policy_id: str | None, info: dict[str, Any]) -> Checkpoint:
-    state = unpickle(info["state_file"], peek=True)
-    config = (state.get("policy_spec") or {}).get("config") or {}
-    framework = _check_framework(path, config)
-    own_id = str(config.get("__policy_id") or "default_policy")
-    chosen = _choose_policy(path, policy_id, [own_id])
-    step = int(np.asarray(state.get("global_timestep", 0)))
-    return Checkpoint(path, "Policy", chosen, [own_id], framework, config, step, info, **_spec_spaces(state))
-
-
-def check_custom_code(config: dict[str, Any]) -> None:
-    """Custom models and action distributions named in the config must be registered."""
-    from ray.tune.registry import RLLIB_ACTION_DIST, RLLIB_MODEL, _global_registry
-
-    model = config.get("model") or {}
-    for key, category, what in (
-        ("custom_model", RLLIB_MODEL, "custom model"),
-        ("custom_action_dist", RLLIB_ACTION_DIST, "custom action distribution"),
-    ):
-        name = model.get(key)
-        if isinstance(name, str) and not _global_registry.contains(category, name):
-            raise CLIError(
-                f"{what} {name!r} (model config {key!r}) is not registered in this process; {IMPORT_HINT}."
-            )
 
 
 def check_environment(config: dict[str, Any]) -> None:
@@ -354,84 +213,3 @@ def check_environment(config: dict[str, Any]) -> None:
 def env_error(config: dict[str, Any], error: BaseException) -> CLIError:
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return CLIError(f"environment {config.get('env')!r} cannot be created ({first_line}); {IMPORT_HINT}.")
-
-
-def use_framework(framework: str) -> None:
-    """Put TensorFlow in the mode RLlib builds a ``framework`` policy in, before any TF object exists.
-
-    RLlib switches TensorFlow to graph mode only when it is the first to import it. A user's
-    module that imports TensorFlow itself (``--import mymodels`` with ``import tensorflow as
-    tf`` at the top, the usual custom model) leaves TF eager, and ``Policy.from_state`` then
-    fails on a "tf" policy's placeholders. So the mode is set here from the checkpoint's
-    framework, whatever imported TensorFlow first.
-    """
-    from ray.rllib.utils.framework import try_import_tf
-
-    tf1, _, _ = try_import_tf(error=True)
-    if framework == "tf2":
-        if not tf1.executing_eagerly():
-            try:
-                tf1.enable_eager_execution()
-            except ValueError as error:  # TF: graph mode was used already in this process
-                raise CLIError(
-                    f"the checkpoint's policy runs eagerly (framework 'tf2'), but TensorFlow was "
-                    f"already used in graph mode in this process ({error}); --import modules "
-                    "must not create TensorFlow objects when imported."
-                ) from error
-    elif tf1.executing_eagerly():
-        # What RLlib's own first import of TensorFlow does (ray.rllib.utils.framework).
-        tf1.disable_v2_behavior()
-        tf1.enable_resource_variables()
-
-
-def load_policy(checkpoint: Checkpoint) -> Any:
-    """The checkpoint's selected policy, with its trained weights (no environment needed)."""
-    from ray.rllib.policy.policy import Policy
-
-    use_framework(checkpoint.framework)
-    check_custom_code(checkpoint.config)
-    if checkpoint.kind == "Policy":
-        state = unpickle(checkpoint.info["state_file"], peek=False)
-    else:
-        state = unpickle(
-            os.path.join(checkpoint.path, "policies", checkpoint.policy_id, "policy_state.pkl"), peek=False
-        )
-    return Policy.from_state(state)
-
-
-def build_algorithm(checkpoint: Checkpoint, seed: int) -> Any:
-    """The algorithm, rebuilt for greedy rollouts on the driver only (no remote env runners)."""
-    from ray.rllib.algorithms.algorithm import Algorithm
-    from ray.rllib.utils.error import EnvError
-
-    use_framework(checkpoint.framework)
-    check_environment(checkpoint.config)
-    check_custom_code(checkpoint.config)
-    try:
-        state = Algorithm._checkpoint_info_to_algorithm_state(checkpoint.info)
-    except (ModuleNotFoundError, AttributeError) as error:
-        raise CLIError(
-            f"the checkpoint refers to code that cannot be found ({error}); {IMPORT_HINT}."
-        ) from error
-    config = state["config"]
-    # Greedy, whole episodes, sampled in this process; no GPUs, no evaluation workers.
-    config.env_runners(
-        num_env_runners=0,
-        num_envs_per_env_runner=1,
-        explore=False,
-        batch_mode="complete_episodes",
-        rollout_fragment_length=1,
-        num_gpus_per_env_runner=0,
-    )
-    config.evaluation(evaluation_interval=None, evaluation_num_env_runners=0)
-    config.resources(num_gpus=0)
-    config.debugging(seed=seed)  # seeds the env runner's environment
-    # A restored policy takes its config from its saved spec: switch exploration off there too.
-    for policy_state in state["worker"]["policy_states"].values():
-        spec_config = (policy_state.get("policy_spec") or {}).get("config")
-        if isinstance(spec_config, dict):
-            spec_config["explore"] = False
-    try:
-        return Algorithm.from_state(state)
-    except EnvError as error:
-        raise env_error(checkpoint.config, error) from error

@@ -20,7 +20,7 @@ from tb_events import decode_png, load, scalars
 
 from rllib_saliency import SaliencyCallbacks, explain
 from rllib_saliency.callbacks import find_saliency_callbacks
-from rllib_saliency.stacks.new import stacked_observations
+from rllib_saliency.stacks.new.training import stacked_observations
 from rllib_saliency.structure import component_values
 from rllib_saliency.summaries import feature_layout
 

@@ -16,7 +16,7 @@ from rllib_saliency import SaliencyCallbacks, explain
 from rllib_saliency.backends.torch import step_batch
 from rllib_saliency.callbacks import find_saliency_callbacks
 from rllib_saliency.recurrent import recurrent_layout
-from rllib_saliency.stacks.new import step_states
+from rllib_saliency.stacks.new.training import step_states
 
 pytestmark = pytest.mark.slow
 

@@ -35,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from rllib_saliency.cli.checkpoint import Checkpoint, unpickle
-from rllib_saliency.cli.errors import IMPORT_HINT, CLIError
+from rllib_saliency.errors import IMPORT_HINT, CLIError
+from rllib_saliency.stacks.checkpoint import Checkpoint, read_metadata, unpickle
 
 CTOR_FILE = "class_and_ctor_args.pkl"
 # Checkpointable component names (ray.rllib.core.COMPONENT_*), spelt out so that
@@ -143,6 +143,12 @@ def _sampled_steps(path: str) -> int:
     return int(state.get("training_iteration") or 0)
 
 
+def inspect(path: str, module_id: str | None) -> Checkpoint:
+    """A new-API-stack checkpoint (an algorithm's or an RLModule's): pick the module, read its spaces."""
+    declared = read_metadata(path).get("checkpoint_version")
+    return inspect_new_stack_checkpoint(path, module_id, declared)
+
+
 def inspect_new_stack_checkpoint(path: str, module_id: str | None, declared: Any) -> Checkpoint:
     """An algorithm or RLModule checkpoint of the new API stack: pick the module, read its spaces."""
     names = os.listdir(path)
@@ -212,7 +218,7 @@ def _inspect_algorithm(path: str, module_id: str | None) -> Checkpoint:
 
 def check_rollout(checkpoint: Checkpoint) -> None:
     """Rollouts need the algorithm's environment and connectors: say so before loading anything."""
-    from rllib_saliency.cli.checkpoint import check_environment
+    from rllib_saliency.stacks.checkpoint import check_environment
 
     if checkpoint.kind == "RLModule":
         raise CLIError(

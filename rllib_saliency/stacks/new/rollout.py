@@ -31,14 +31,17 @@ with the agent each belongs to.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rllib_saliency.cli.checkpoint import Checkpoint, check_environment, env_error
-from rllib_saliency.cli.errors import IMPORT_HINT, CLIError
-from rllib_saliency.cli.new_stack import ENV_TO_MODULE_DIR, MODULE_TO_ENV_DIR
-from rllib_saliency.cli.rollout import PlayedEpisode, Rollouts, collect, from_played
+from rllib_saliency.errors import IMPORT_HINT, CLIError
+from rllib_saliency.stacks.checkpoint import Checkpoint, check_environment, env_error
+from rllib_saliency.stacks.new.checkpoint import ENV_TO_MODULE_DIR, MODULE_TO_ENV_DIR
+from rllib_saliency.stacks.rollout import PlayedEpisode, Rollouts, collect, from_played
+
+if TYPE_CHECKING:
+    from rllib_saliency.movie.rollout import EpisodeRecord
 
 
 def make_env(config: dict[str, Any]) -> Any:
@@ -375,3 +378,61 @@ def rollout_new_stack_multi_agent(
     )
     rollouts.agent_ids = np.asarray(agent_ids)
     return rollouts
+
+
+def play_new_stack(
+    checkpoint: Any, module: Any, episodes: int, seed: int, max_steps: int | None, bar: Any
+) -> list[EpisodeRecord]:
+    """Greedy episodes of a new-API-stack module through the checkpoint's env-to-module and
+    module-to-env connectors, as :func:`rollout_new_stack` plays them."""
+    env_to_module, module_to_env = load_connectors(checkpoint)
+    env = make_env(checkpoint.config)
+    return play_new_stack_episodes(
+        env, env_to_module, module_to_env, module, checkpoint.policy_id, episodes, seed, max_steps, bar
+    )
+
+
+def play_new_stack_episodes(
+    env: Any,
+    env_to_module: Any,
+    module_to_env: Any,
+    module: Any,
+    module_id: str,
+    episodes: int,
+    seed: int,
+    max_steps: int | None,
+    bar: Any = None,
+) -> list[EpisodeRecord]:
+    """Greedy episodes of a new-API-stack module in ``env`` (closed at the end) through the given
+    connector pipelines: a checkpoint's (``play_new_stack``) or, during training, copies of the
+    driver's env runner's (``stacks/new/training.py``), played by
+    :func:`play_module_episode`. ``bar``: a progress bar or None."""
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+    from rllib_saliency.movie.rollout import FrameRecorder, record_episode
+
+    vector = len(tuple(module.observation_space.shape or ())) != 3
+    recorder = FrameRecorder(env, wanted=vector)
+    records = []
+    try:
+        if isinstance(env, MultiAgentEnv):
+            raise CLIError("movies of multi-agent environments are not supported yet.")
+        for index in range(episodes):
+            played = play_module_episode(
+                env,
+                env_to_module,
+                module_to_env,
+                module,
+                module_id,
+                seed + index,
+                max_steps,
+                recorder.capture,
+            )
+            if not played.observations:
+                raise CLIError(f"episode {index} ended before the module acted.")
+            records.append(record_episode(played, recorder))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        env.close()
+    return records

@@ -351,8 +351,7 @@ def episode_data(algorithm: Any, module_id: str, settings: Any, seed: int, label
     fresh env from the algorithm's config; the learner's module computes both heads' maps."""
     import copy
 
-    from rllib_saliency.cli.new_stack_rollout import make_env
-    from rllib_saliency.movie.rollout import play_new_stack_episodes
+    from rllib_saliency.stacks.new.rollout import make_env, play_new_stack_episodes
 
     runner = algorithm.env_runner
     if runner is None:

@@ -1,31 +1,24 @@
-"""Greedy rollouts: the observations (and recurrent step inputs) the trained policy acted on."""
+"""Greedy rollouts of an old-API-stack policy: the observations (and recurrent step inputs) it
+acted on, for the CLI's rows and for movies (``play_old_stack``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rllib_saliency.cli.checkpoint import check_environment, env_error
-from rllib_saliency.cli.errors import CLIError
+from rllib_saliency.errors import CLIError
+from rllib_saliency.stacks.checkpoint import check_environment, env_error
+from rllib_saliency.stacks.rollout import PlayedEpisode, Rollouts, collect, from_played
 
-
-@dataclass
-class Rollouts:
-    observations: np.ndarray
-    actions: np.ndarray
-    episode_ids: np.ndarray
-    episodes: int
-    states: tuple[np.ndarray, ...] = ()  # recurrent models: the state each step was taken in
-    # Multi-agent rollouts of the new API stack: the agent each row belongs to (as str).
-    agent_ids: np.ndarray | None = None
+if TYPE_CHECKING:
+    from rllib_saliency.movie.rollout import EpisodeRecord
 
 
 def rollout_algorithm(algorithm: Any, policy_id: str, episodes: int, bar: Any) -> Rollouts:
     """Whole greedy episodes from the algorithm's own env runner (its env, preprocessing, filters)."""
-    from rllib_saliency.stacks.old import per_step_states
+    from rllib_saliency.stacks.old.batches import per_step_states
 
     worker = algorithm.env_runner
     policy = algorithm.get_policy(policy_id)
@@ -50,25 +43,6 @@ def rollout_algorithm(algorithm: Any, policy_id: str, episodes: int, bar: Any) -
     return collect(observations, actions, episode_ids, done, policy_id, states)
 
 
-def collect(
-    observations: list[np.ndarray],
-    actions: list[np.ndarray],
-    episode_ids: list[np.ndarray],
-    episodes: int,
-    policy_id: str,
-    states: list[list[np.ndarray]],
-) -> Rollouts:
-    if not observations or sum(len(o) for o in observations) == 0:
-        raise CLIError(f"policy {policy_id!r} did not act in the {episodes} episode(s) rolled out.")
-    return Rollouts(
-        np.concatenate(observations).astype(np.float32),
-        np.concatenate(actions),
-        np.concatenate(episode_ids),
-        episodes,
-        tuple(np.concatenate(parts) for parts in zip(*states, strict=True)),
-    )
-
-
 def make_env(config: dict[str, Any]) -> Any:
     """The policy's environment as RLlib would create it for a local env runner."""
     import gymnasium as gym
@@ -90,20 +64,6 @@ def make_env(config: dict[str, Any]) -> Any:
         return _gym_env_creator(context, env_descriptor=env)
     except (gym.error.Error, ValueError, ImportError) as error:
         raise env_error(config, error) from error
-
-
-@dataclass
-class PlayedEpisode:
-    """One greedy episode as a rollout loop played it (both stacks' single-agent loops)."""
-
-    observations: list[np.ndarray] = field(default_factory=list)  # what the policy/module saw
-    actions: list[Any] = field(default_factory=list)  # the policy's/module's (before unsquashing)
-    rewards: list[float] = field(default_factory=list)
-    states: list[list[np.ndarray]] = field(default_factory=list)  # recurrent: the state per step
-    cut: bool = False  # stopped after ``max_steps`` steps, before the episode ended
-
-    def __len__(self) -> int:
-        return len(self.observations)
 
 
 def policy_env(config: dict[str, Any], env: Any) -> tuple[Any, Any]:
@@ -209,17 +169,58 @@ def rollout_policy(policy: Any, config: dict[str, Any], episodes: int, seed: int
     return from_played(played, str(policy.config.get("__policy_id") or "default_policy"))
 
 
-def from_played(played: list[PlayedEpisode], policy_id: str) -> Rollouts:
-    """Whole played episodes (either stack's loop) as :class:`Rollouts`, episode ``k``'s rows
-    with episode id ``k``."""
-    observations = [row for episode in played for row in episode.observations]
-    actions = [np.asarray(action) for episode in played for action in episode.actions]
-    states = [state for episode in played for state in episode.states]
-    return collect(
-        [np.stack(observations)] if observations else [],
-        [np.stack(actions)] if actions else [],
-        [np.repeat(np.arange(len(played), dtype=np.int64), [len(episode) for episode in played])],
-        len(played),
-        policy_id,
-        [[np.stack(leaf) for leaf in zip(*states, strict=True)]] if states else [],
-    )
+def greedy_actions(policy: Any, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+    """The policy's greedy actions at ``obs`` (recurrent models: from their initial state, whatever
+    ``states`` holds, as the CLI has always computed them)."""
+    from ray.rllib.policy.sample_batch import SampleBatch
+
+    from rllib_saliency.recurrent import initial_states, recurrent_layout
+
+    names = recurrent_layout(policy).names
+    actions = []
+    for start in range(0, len(obs), 1024):
+        rows = obs[start : start + 1024]
+        # An input dict, not compute_actions(state_batches=...): in Ray 2.60 the eager
+        # policies' compute_actions drops the state batches.
+        batch = {"obs": rows, **dict(zip(names, initial_states(policy, len(rows)), strict=True))}
+        if names:
+            batch["seq_lens"] = np.ones(len(rows), np.int32)
+        actions.append(policy.compute_actions_from_input_dict(SampleBatch(batch), explore=False)[0])
+    return np.concatenate(actions)
+
+
+def play_old_stack(
+    policy: Any, config: dict[str, Any], episodes: int, seed: int, max_steps: int | None, bar: Any = None
+) -> list[EpisodeRecord]:
+    """Greedy episodes of an old-API-stack policy for a movie, played by
+    :func:`play_policy_episode` (Atari DeepMind wrapping, preprocessors, action
+    unsquashing/clipping); episode ``k`` is reset with seed ``seed + k``."""
+    from ray.rllib.env.multi_agent_env import MultiAgentEnv
+
+    from rllib_saliency.movie.rollout import FrameRecorder, record_episode
+
+    if config.get("observation_filter", "NoFilter") != "NoFilter":
+        raise CLIError(
+            f"the policy was trained with observation_filter={config['observation_filter']!r}; movies "
+            "play episodes with the policy's weights only, and its filter state would be missing."
+        )
+    env = make_env(config)
+    if isinstance(env, MultiAgentEnv):
+        raise CLIError("movies of multi-agent environments are not supported yet.")
+    env, preprocessor = policy_env(config, env)
+    vector = len(tuple(policy.observation_space.shape)) != 3
+    recorder = FrameRecorder(env, wanted=vector)
+    records = []
+    try:
+        for episode in range(episodes):
+            played = play_policy_episode(
+                policy, config, env, preprocessor, seed + episode, max_steps, recorder.capture
+            )
+            if not played.observations:
+                raise CLIError(f"episode {episode} ended before the policy acted.")
+            records.append(record_episode(played, recorder))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        env.close()
+    return records

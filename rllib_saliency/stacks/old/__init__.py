@@ -1,0 +1,122 @@
+"""RLlib's old API stack: TF policies, ``SampleBatch``es, policy ids. All that knows it lives here:
+
+* ``training.py``: the training callback's side (reservoirs filled at ``on_sample_end``, explained
+  on each env runner with its own policy copy; the driver's policy as the current model);
+* ``batches.py``: the recurrent step inputs of a ``SampleBatch``;
+* ``checkpoint.py``: reading an old-stack checkpoint, loading the policy, rebuilding the algorithm;
+* ``rollout.py``: greedy episodes of a policy (the CLI's rows, movies).
+
+This module is what the callback, ``explain()``, the CLI and the movies call: the same names on
+every stack (see :mod:`rllib_saliency.stacks`), none of them branching on the stack.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rllib_saliency.stacks.checkpoint import Checkpoint, check_environment
+from rllib_saliency.stacks.old.batches import per_step_states
+from rllib_saliency.stacks.old.checkpoint import build_algorithm, check_custom_code, inspect, load_policy
+from rllib_saliency.stacks.old.rollout import (
+    greedy_actions,
+    play_old_stack,
+    rollout_algorithm,
+    rollout_policy,
+)
+from rllib_saliency.stacks.old.training import (
+    NAME,
+    collect,
+    current_model,
+    episode_data,
+    model,
+    model_ids,
+    sample,
+    weights_fingerprint,
+)
+from rllib_saliency.stacks.rollout import Rollouts
+
+__all__ = [
+    "MODEL_WORD",
+    "NAME",
+    "NEEDS_RAY",
+    "before_rllib_import",
+    "check_loadable",
+    "check_movie",
+    "collect",
+    "current_model",
+    "episode_data",
+    "greedy_actions",
+    "inspect",
+    "load",
+    "model",
+    "model_ids",
+    "per_step_states",
+    "play_movie",
+    "release",
+    "rollouts",
+    "sample",
+    "states_to_explain",
+    "weights_fingerprint",
+]
+
+MODEL_WORD = "policy"  # what the stack calls a model (messages, ``policy_id=``)
+NEEDS_RAY = True  # the CLI starts Ray to load a policy or rebuild an algorithm
+
+
+def before_rllib_import() -> None:
+    """Nothing to prepare: RLlib imports TensorFlow as it likes."""
+
+
+def check_loadable(checkpoint: Checkpoint, rollout: bool) -> None:
+    """Checks that need no Ray and no TensorFlow objects: the environment to roll out in, the
+    custom models and action distributions the config names."""
+    if rollout:
+        check_environment(checkpoint.config)
+    check_custom_code(checkpoint.config)
+
+
+def load(checkpoint: Checkpoint, rollout: bool, seed: int) -> tuple[Any, Any]:
+    """The policy to explain, and what rolls it out: the rebuilt algorithm (its env runner, filters
+    and preprocessing) for an algorithm checkpoint that is rolled out, else None."""
+    if rollout and checkpoint.kind == "Algorithm":
+        algorithm = build_algorithm(checkpoint, seed)
+        return algorithm.get_policy(checkpoint.policy_id), algorithm
+    return load_policy(checkpoint), None
+
+
+def rollouts(
+    checkpoint: Checkpoint, policy: Any, runner: Any, episodes: int, seed: int, bar: Any
+) -> Rollouts:
+    """Whole greedy episodes: the algorithm's env runner's if :func:`load` rebuilt it, else the policy's
+    own loop in a fresh environment."""
+    if runner is not None:
+        return rollout_algorithm(runner, checkpoint.policy_id, episodes, bar)
+    return rollout_policy(policy, checkpoint.config, episodes, seed, bar)
+
+
+def release(runner: Any) -> None:
+    """Stop the algorithm :func:`load` rebuilt, if any."""
+    if runner is not None:
+        runner.stop()
+
+
+def states_to_explain(
+    obs_path: str | None, policy: Any, n: int, states: tuple[np.ndarray, ...]
+) -> tuple[np.ndarray, ...]:
+    """The recurrent states ``explain`` uses: the rollout's (``--obs``: the initial state, which the
+    engine fills in when none are given)."""
+    return states
+
+
+def check_movie(checkpoint: Checkpoint) -> None:
+    """A movie plays episodes in the checkpoint's environment: it must be found."""
+    check_environment(checkpoint.config)
+
+
+def play_movie(
+    checkpoint: Checkpoint, policy: Any, episodes: int, seed: int, max_steps: int | None, bar: Any
+) -> list[Any]:
+    """Greedy episodes of the policy for a movie (``EpisodeRecord``\\ s, frames rendered)."""
+    return play_old_stack(policy, checkpoint.config, episodes, seed, max_steps, bar)
