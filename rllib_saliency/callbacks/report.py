@@ -1,6 +1,6 @@
 """Driver side of the training callback: merge the workers' summaries, write TensorBoard, fill the result.
 
-Stack-independent: it asks the stack adapter (:mod:`rllib_saliency.stacks`)
+Stack-independent: it asks the stack package (:mod:`rllib_saliency.stacks`)
 for a model by id (its spaces, for names and activation maximization) and,
 on the old stack, for the learner's weights fingerprint; everything else is
 the same on both stacks. One writer per run, created on first use.
@@ -73,7 +73,7 @@ class Reporter:
         self._history = EvolutionHistory()
         self._layouts: dict[str, Any] = {}
         self._skipped: dict[str, int] = {}
-        # Spaces that name a model's features better than its own (see stacks/new.py).
+        # Spaces that name a model's features better than its own (see stacks/new/training.py).
         self._layout_spaces: dict[str, Any] = {}
         # The last computation's summaries while its images are not written yet (images come
         # every ``image_every``-th computation): written when training stops or is saved.
