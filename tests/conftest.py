@@ -86,6 +86,14 @@ class Stack:
         the iteration (Tune's logger does the same)."""
         return int(result["training_iteration"] if self.name == "new" else result["timesteps_total"])
 
+    def explained_last(self, algo, model_id: str = "default_policy") -> tuple:
+        """``(obs, actions)`` the callback explained last, with 0 env runners: on the old stack the
+        local env runner explains its reservoir, on the new stack the driver (with the learner)."""
+        from rllib_saliency.callbacks import find_saliency_callbacks
+
+        holder = algo if self.name == "new" else algo.env_runner
+        return find_saliency_callbacks(holder).last_explained[model_id]
+
     def save(self, algo, path: str) -> str:
         """The stack's own way to save (new stack: save_to_path; old stack: Trainable.save);
         returns the checkpoint's path."""

@@ -127,43 +127,6 @@ def test_multi_agent_policies_are_logged_separately(ray_cluster, tmp_path):
         algo.stop()
 
 
-def test_box_actions_log_every_action_dimension_and_feature_names(ray_cluster, tmp_path):
-    names = ["cos_theta", "sin_theta", "theta_dot"]
-    config = ppo_config("Pendulum-v1").callbacks(
-        SaliencyCallbacks.configure(
-            methods=("gradient",),
-            targets=("action", "logp"),
-            feature_names=names,
-            trust_metrics=("randomization",),
-            logdir=str(tmp_path),
-        )
-    )
-    algo = config.build_algo()
-    try:
-        result = algo.train()
-        events = load(str(tmp_path), algo)
-        scalar_tags = set(events.Tags()["scalars"])
-        for target in ("action_0", "logp"):
-            for name in names:
-                assert f"saliency/default_policy/{target}/gradient/mean_abs/{name}" in scalar_tags
-        assert "errors" not in result["saliency"]
-        randomization = scalars(
-            events, "saliency/default_policy/action_0/gradient/trust/randomization_rank_corr"
-        )
-        assert -1 <= randomization[result["timesteps_total"]] < 0.95
-        assert not [t for t in scalar_tags if "deletion_auc" in t]  # only the metrics asked for
-        # logp explains the log-probability of the actions the runner actually took.
-        obs, actions = explained_samples(algo)[0]["default_policy"]
-        attribution = explain(algo.get_policy(), obs, "gradient", "logp", actions=actions)
-        logged = [
-            scalars(events, f"saliency/default_policy/logp/gradient/mean_abs/{n}")[result["timesteps_total"]]
-            for n in names
-        ]
-        np.testing.assert_allclose(logged, np.abs(attribution.values).mean(0), rtol=1e-4)
-    finally:
-        algo.stop()
-
-
 def test_activation_maximization_in_training(ray_cluster, tmp_path):
     config = ppo_config().callbacks(
         SaliencyCallbacks.configure(

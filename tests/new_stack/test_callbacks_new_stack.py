@@ -132,38 +132,6 @@ def test_multi_agent_modules_are_logged_separately(ray_cluster, tmp_path):
         algo.stop()
 
 
-def test_box_actions_and_feature_names(ray_cluster, tmp_path):
-    names = ["cos_theta", "sin_theta", "theta_dot"]
-    config = new_ppo_config("Pendulum-v1").callbacks(
-        SaliencyCallbacks.configure(
-            methods=("gradient",),
-            targets=("action", "logp"),
-            feature_names=names,
-            trust_metrics=("randomization",),
-            logdir=str(tmp_path),
-        )
-    )
-    algo = config.build_algo()
-    try:
-        result = algo.train()
-        events = load(str(tmp_path), algo)
-        tags = set(events.Tags()["scalars"])
-        for target in ("action_0", "logp"):
-            for name in names:
-                assert f"saliency/default_policy/{target}/gradient/mean_abs/{name}" in tags
-        randomization = scalars(
-            events, "saliency/default_policy/action_0/gradient/trust/randomization_rank_corr"
-        )
-        assert -1 <= randomization[result["training_iteration"]] < 0.95
-        logged = [scalars(events, f"saliency/default_policy/logp/gradient/mean_abs/{n}")[1] for n in names]
-        np.testing.assert_allclose(
-            logged, expected_mean_abs(algo, "default_policy", "logp", "gradient", True), rtol=1e-4
-        )
-        assert "errors" not in result["saliency"]
-    finally:
-        algo.stop()
-
-
 def test_same_weights_with_and_without_the_callback(ray_cluster, tmp_path):
     """Explaining reads the learner's module and never changes it, nor the RNG training draws from."""
 
