@@ -22,11 +22,6 @@ def run_example(name: str, *args: str, cwd: Path) -> str:
     return result.stdout
 
 
-def test_multi_agent_example(tmp_path):
-    out = run_example("multi_agent.py", "--iterations", "1", cwd=tmp_path)
-    assert "left: |d logit/d pole_angle|" in out and "right:" in out
-
-
 def test_explain_example(tmp_path):
     out = run_example("explain_cartpole.py", "--iterations", "1", cwd=tmp_path)
     assert "integrated_gradients" in out and "completeness error" in out
