@@ -86,13 +86,22 @@ class Stack:
         the iteration (Tune's logger does the same)."""
         return int(result["training_iteration"] if self.name == "new" else result["timesteps_total"])
 
-    def explained_last(self, algo, model_id: str = "default_policy") -> tuple:
-        """``(obs, actions)`` the callback explained last, with 0 env runners: on the old stack the
-        local env runner explains its reservoir, on the new stack the driver (with the learner)."""
+    def explained(self, algo, model_id: str = "default_policy") -> list[tuple]:
+        """``(obs, actions)`` the callback explained last, per place that explains: on the old
+        stack each sampling env runner (the remote ones, else the local one) with its own policy
+        copy; on the new stack the driver, with the learner's module, every runner's rows at once."""
         from rllib_saliency.callbacks import find_saliency_callbacks
 
-        holder = algo if self.name == "new" else algo.env_runner
-        return find_saliency_callbacks(holder).last_explained[model_id]
+        if self.name == "new":
+            return [find_saliency_callbacks(algo).last_explained[model_id]]
+
+        def fetch(worker):
+            return find_saliency_callbacks(worker).last_explained[model_id]
+
+        group = algo.env_runner_group
+        if group.num_remote_env_runners() > 0:
+            return group.foreach_env_runner(fetch, local_env_runner=False)
+        return [fetch(algo.env_runner)]
 
     def save(self, algo, path: str) -> str:
         """The stack's own way to save (new stack: save_to_path; old stack: Trainable.save);

@@ -12,9 +12,6 @@ from rllib_saliency.callbacks import _saliency_callbacks
 
 pytestmark = pytest.mark.slow
 
-METHODS = ("gradient", "integrated_gradients")
-TARGETS = ("action", "value")
-
 
 def explained_samples(algo) -> list[dict]:
     """The observations each sampling env runner explained last, per policy."""
@@ -37,63 +34,6 @@ def expected_mean_abs(algo, policy_id: str, target: str, method: str) -> np.ndar
         total = total + np.abs(attribution.values).sum(axis=0)
         count += len(obs)
     return total / count
-
-
-@pytest.mark.parametrize("num_env_runners", [0, 2])
-def test_every_documented_tag_at_every_step(ray_cluster, tmp_path, num_env_runners):
-    config = ppo_config(num_env_runners=num_env_runners).callbacks(
-        SaliencyCallbacks.configure(
-            every=1, methods=METHODS, targets=TARGETS, image_every=1, logdir=str(tmp_path)
-        )
-    )
-    algo = config.build_algo()
-    try:
-        results = [algo.train() for _ in range(3)]
-        steps = [r["timesteps_total"] for r in results]
-        assert len(set(steps)) == 3
-        events = load(str(tmp_path), algo)
-        tags = events.Tags()
-        for target in TARGETS:
-            for method in METHODS:
-                prefix = f"saliency/default_policy/{target}/{method}"
-                for feature in range(4):
-                    tag = f"{prefix}/mean_abs/f{feature}"
-                    assert sorted(scalars(events, tag)) == steps, tag
-                    # The same numbers reach the training result, for every Tune logger.
-                    for result in results:
-                        in_result = float(
-                            result["saliency"][f"default_policy/{target}/{method}/mean_abs/f{feature}"]
-                        )
-                        assert scalars(events, tag)[result["timesteps_total"]] == pytest.approx(
-                            in_result, rel=1e-6
-                        )
-                assert [e.step for e in events.Histograms(f"{prefix}/distribution")] == steps
-                for kind in ("importance", "evolution"):
-                    images = events.Images(f"{prefix}/{kind}")
-                    assert [e.step for e in images] == steps
-                    pixels = decode_png(images[-1])
-                    assert pixels.shape == (images[-1].height, images[-1].width, 3)
-                    assert pixels.shape[0] > 100 and pixels.shape[1] > 300 and pixels.std() > 10  # not blank
-                # The last step's values are explain() on the observations the runners sampled.
-                last = [scalars(events, f"{prefix}/mean_abs/f{j}")[steps[-1]] for j in range(4)]
-                np.testing.assert_allclose(
-                    last, expected_mean_abs(algo, "default_policy", target, method), rtol=1e-4
-                )
-            # Trust metrics beside every map.
-            trust = f"saliency/default_policy/{target}"
-            completeness = scalars(events, f"{trust}/integrated_gradients/trust/completeness_error")
-            assert sorted(completeness) == steps and max(completeness.values()) < 0.01
-            assert min(completeness.values()) >= 0  # documented range [0, 2]
-            for method in METHODS:
-                for metric in ("deletion_auc", "deletion_auc_random"):
-                    deletion = scalars(events, f"{trust}/{method}/trust/{metric}")
-                    assert sorted(deletion) == steps and all(0 <= v <= 1 for v in deletion.values())
-            agreement = scalars(events, f"{trust}/agreement/gradient__integrated_gradients")
-            assert sorted(agreement) == steps and all(-1 <= v <= 1 for v in agreement.values())
-        assert "saliency/config" in tags["tensors"]
-        assert "errors" not in results[-1]["saliency"]  # includes the weight-sync check on remote runners
-    finally:
-        algo.stop()
 
 
 def test_multi_agent_policies_are_logged_separately(ray_cluster, tmp_path):

@@ -44,7 +44,7 @@ def test_box_actions_log_every_action_dimension_and_feature_names(ray_cluster, t
         assert -1 <= randomization[step] < 0.95
         assert not [t for t in scalar_tags if "deletion_auc" in t]  # only the metrics asked for
         # logp explains the log-probability of the actions the runner actually took.
-        obs, actions = STACK.explained_last(algo)
+        [(obs, actions)] = STACK.explained(algo)
         attribution = explain(current_model(algo), obs, "gradient", "logp", actions=actions)
         logged = [scalars(events, f"saliency/default_policy/logp/gradient/mean_abs/{n}")[step] for n in names]
         np.testing.assert_allclose(logged, np.abs(attribution.values).mean(0), rtol=1e-4)
