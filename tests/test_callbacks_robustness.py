@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import ppo_config
-from ray.rllib.algorithms.callbacks import DefaultCallbacks, make_multi_callbacks
 from ray.rllib.models import ModelCatalog
 from ray.rllib.models.tf.tf_modelv2 import TFModelV2
 from ray.rllib.policy.view_requirement import ViewRequirement
@@ -79,46 +78,6 @@ def test_a_model_the_engine_cannot_handle_is_skipped(ray_cluster, tmp_path, capl
         assert results[-1]["saliency"]["errors"] == 1  # reported once, then the policy is skipped
         messages = saliency_logs(caplog)
         assert len(messages) == 1 and "reads ['prev_n_obs'] from the sample batch" in messages[0]
-    finally:
-        algo.stop()
-
-
-class MarkingCallbacks(DefaultCallbacks):
-    """A user's own callbacks: marks results and counts sampled batches on every runner."""
-
-    def __init__(self):
-        super().__init__()
-        self.batches = 0
-
-    def on_sample_end(self, *, samples, **kwargs):
-        self.batches += 1
-
-    def on_train_result(self, *, result, **kwargs):
-        result["user_callback_ran"] = True
-
-
-def test_composes_with_user_callbacks_via_make_multi_callbacks(ray_cluster, tmp_path):
-    config = ppo_config(num_env_runners=1).callbacks(
-        make_multi_callbacks(
-            [
-                MarkingCallbacks,
-                SaliencyCallbacks.configure(
-                    every=2, methods=("gradient",), targets=("action",), logdir=str(tmp_path)
-                ),
-            ]
-        )
-    )
-    algo = config.build_algo()
-    try:
-        results = [algo.train() for _ in range(2)]
-        assert all(r["user_callback_ran"] for r in results)
-        assert "saliency" not in results[0] and "saliency" in results[1]
-        assert sorted(scalars(load(str(tmp_path)), TAG)) == [results[1]["timesteps_total"]]
-        # The user's hook ran on the remote runner too, beside ours.
-        batches = algo.env_runner_group.foreach_env_runner(
-            lambda w: w.callbacks._callback_list[0].batches, local_env_runner=False
-        )
-        assert batches[0] >= 2
     finally:
         algo.stop()
 

@@ -1,5 +1,6 @@
 """SaliencyCallbacks never breaks training, on this process's stack: a crashed env runner, a
-checkpoint restore (steps continue, the evolution history survives). Stack-only cases stay in
+checkpoint restore (steps continue, the evolution history survives), a user's own callbacks
+composed beside ours (make_multi_callbacks; a plain list on the new stack). Stack-only cases stay in
 tests/test_callbacks_robustness.py and tests/new_stack/test_callbacks_robustness_new_stack.py."""
 
 from __future__ import annotations
@@ -70,3 +71,34 @@ def test_checkpoint_restore_continues_steps_and_evolution_history(ray_cluster, t
         assert len(events.Tensors("saliency/config")) == 1  # config text on the first write only
     finally:
         restored.stop()
+
+
+# Old stack: a bare list in .callbacks([...]) crashes the env runners; make_multi_callbacks works.
+COMPOSITIONS = ["make_multi_callbacks", "list"] if STACK.name == "new" else ["make_multi_callbacks"]
+
+
+@pytest.mark.parametrize("form", COMPOSITIONS)
+def test_composes_with_user_callbacks(ray_cluster, tmp_path, form):
+    from ray.rllib.algorithms.callbacks import make_multi_callbacks
+    from user_callbacks import MarkingCallbacks, user_batches
+
+    classes = [
+        MarkingCallbacks,
+        SaliencyCallbacks.configure(
+            every=2, methods=("gradient",), targets=("action",), logdir=str(tmp_path)
+        ),
+    ]
+    config = STACK.config(num_env_runners=1).callbacks(
+        classes if form == "list" else make_multi_callbacks(classes)
+    )
+    algo = config.build_algo()
+    try:
+        results = [algo.train() for _ in range(2)]
+        assert all(r["user_callback_ran"] for r in results)
+        assert "saliency" not in results[0] and "saliency" in results[1]
+        assert sorted(scalars(load(str(tmp_path)), TAG)) == [STACK.step(results[1])]
+        assert "errors" not in results[1]["saliency"]
+        # The user's hook ran on the remote runner too, beside ours.
+        assert algo.env_runner_group.foreach_env_runner(user_batches, local_env_runner=False)[0] >= 2
+    finally:
+        algo.stop()

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from conftest import new_ppo_config
-from ray.rllib.callbacks.callbacks import RLlibCallback
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
@@ -68,55 +67,6 @@ def test_an_unsupported_module_is_reported_once_and_skipped(ray_cluster, tmp_pat
         assert results[-1]["saliency"]["errors"] == 1  # reported once, then the module is skipped
         messages = saliency_errors(caplog)
         assert len(messages) == 1 and "FlattenObservations" in messages[0]
-    finally:
-        algo.stop()
-
-
-class MarkingCallbacks(RLlibCallback):
-    """A user's own callbacks: marks results and counts sampled batches on every runner."""
-
-    def __init__(self):
-        super().__init__()
-        self.batches = 0
-
-    def on_sample_end(self, *, samples, **kwargs):
-        self.batches += 1
-
-    def on_train_result(self, *, result, **kwargs):
-        result["user_callback_ran"] = True
-
-
-@pytest.mark.parametrize("form", ["list", "make_multi_callbacks"])
-def test_composes_with_user_callbacks(ray_cluster, tmp_path, form):
-    from ray.rllib.algorithms.callbacks import make_multi_callbacks
-
-    classes = [
-        MarkingCallbacks,
-        SaliencyCallbacks.configure(
-            every=2, methods=("gradient",), targets=("action",), logdir=str(tmp_path)
-        ),
-    ]
-    config = new_ppo_config(num_env_runners=1).callbacks(
-        classes if form == "list" else make_multi_callbacks(classes)
-    )
-    algo = config.build_algo()
-    try:
-        results = [algo.train() for _ in range(2)]
-        assert all(r["user_callback_ran"] for r in results)
-        assert "saliency" not in results[0] and "saliency" in results[1]
-        assert sorted(scalars(load(str(tmp_path)), TAG)) == [results[1]["training_iteration"]]
-        assert "errors" not in results[1]["saliency"]
-
-        def user_batches(runner):
-            holders = runner._callbacks
-            for holder in holders:
-                for callbacks in [holder, *getattr(holder, "_callback_list", [])]:
-                    if isinstance(callbacks, MarkingCallbacks):
-                        return callbacks.batches
-            return -1
-
-        # The user's hook ran on the remote runner too, beside ours.
-        assert algo.env_runner_group.foreach_env_runner(user_batches, local_env_runner=False)[0] >= 2
     finally:
         algo.stop()
 
