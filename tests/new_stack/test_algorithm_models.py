@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import new_ppo_config
+from tb_events import load, scalars
 
 from rllib_saliency import SaliencyCallbacks, explain, learner_module
 from rllib_saliency.errors import UnsupportedModel, UnsupportedTarget
@@ -63,11 +64,27 @@ def restored_learner_module(checkpoint: str, module_id: str = "default_policy"):
 @pytest.mark.parametrize("make_config", [appo_config, impala_config, remote_learner_ppo_config])
 def test_explain_algo_is_the_learners_current_module(ray_cluster, tmp_path, make_config):
     """APPO and IMPALA (their learner is remote even with num_learners=0) and PPO with a remote
-    learner: no local learner, and the driver's module lags; explain(algo) uses the learner's weights."""
-    algo = make_config().build_algo()
+    learner: no local learner, and the driver's module lags; explain(algo) uses the learner's weights.
+    Trained with the callback: its tags land in the event files with no errors, and the CLI
+    explains the checkpoint."""
+    logdir = tmp_path / "logs"
+    config = make_config().callbacks(
+        SaliencyCallbacks.configure(
+            methods=("gradient",), targets=("action", "value"), max_images=0, logdir=str(logdir)
+        )
+    )
+    algo = config.build_algo()
     try:
-        algo.train()
+        results = [algo.train() for _ in range(2)]
         assert algo.learner_group._learner is None  # where README's old recipe failed
+        for result in results:
+            assert "errors" not in result["saliency"], result["saliency"]
+        events = load(str(logdir), algo)
+        for target in ("action", "value"):
+            for feature in range(4):
+                logged = scalars(events, f"saliency/default_policy/{target}/gradient/mean_abs/f{feature}")
+                assert sorted(logged) == [1, 2], (target, feature, logged)
+                assert all(np.isfinite(v) and v > 0 for v in logged.values())
         obs = cartpole_obs()
         ours = {target: explain(algo, obs, "gradient", target) for target in ("action", "value")}
         checkpoint = algo.save_to_path(str(tmp_path / "checkpoint"))
@@ -90,6 +107,16 @@ def test_explain_algo_is_the_learners_current_module(ray_cluster, tmp_path, make
             explain(algo.get_module(), obs, target="value")
     finally:
         algo.stop()
+    # The CLI on that checkpoint: rolls out one episode and explains the value.
+    out = tmp_path / "cli"
+    run = subprocess.run(
+        [*CLI, "explain", checkpoint, "--episodes", "1", "--target", "value", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert any(name.endswith(".npz") for name in os.listdir(out)), os.listdir(out)
 
 
 def test_model_choice_errors_name_the_parameter(ray_cluster):
