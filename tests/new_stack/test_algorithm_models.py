@@ -125,7 +125,7 @@ def dqn(ray_cluster, tmp_path_factory):
         .env_runners(num_env_runners=0, rollout_fragment_length=32)
         .training(num_steps_sampled_before_learning_starts=32, train_batch_size=32)
         .reporting(min_sample_timesteps_per_iteration=64)
-        .callbacks(SaliencyCallbacks.configure(targets=("action", "value"), logdir=str(logdir)))
+        .callbacks(SaliencyCallbacks.configure(every=1, targets=("action", "value"), logdir=str(logdir)))
         .debugging(seed=0)
     )
     algo = config.build_algo()

@@ -97,6 +97,7 @@ def test_multi_agent_modules_are_logged_separately(ray_cluster, tmp_path):
         .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda agent_id, *a, **k: f"p{agent_id}")
         .callbacks(
             SaliencyCallbacks.configure(
+                every=1,
                 methods=("gradient",), targets=("value", "logp"), logdir=str(tmp_path)
             )
         )
@@ -136,6 +137,7 @@ def test_box_actions_and_feature_names(ray_cluster, tmp_path):
     names = ["cos_theta", "sin_theta", "theta_dot"]
     config = new_ppo_config("Pendulum-v1").callbacks(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient",),
             targets=("action", "logp"),
             feature_names=names,
@@ -185,6 +187,7 @@ def test_same_weights_with_and_without_the_callback(ray_cluster, tmp_path):
     assert all(np.array_equal(plain[k], again[k]) for k in plain)
     explained = final_weights(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient", "smoothgrad", "integrated_gradients", "occlusion"),
             targets=("action", "logp", "value"),
             trust_metrics=("completeness", "deletion", "agreement", "randomization"),
@@ -222,6 +225,7 @@ def test_a_users_own_torch_rl_module_in_training(ray_cluster, tmp_path):
         .rl_module(rl_module_spec=RLModuleSpec(module_class=LinearModule))
         .callbacks(
             SaliencyCallbacks.configure(
+                every=1,
                 methods=("gradient",), targets=("action_1", "value"), logdir=str(tmp_path)
             )
         )
