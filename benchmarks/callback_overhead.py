@@ -104,18 +104,30 @@ def main() -> None:
         "with": base.copy().callbacks(SaliencyCallbacks).build_algo(),  # defaults
     }
     times: dict[str, list[float]] = {name: [] for name in runs}
+    warm_up: dict[str, float] = {}
     saliency_seconds: list[float] = []
-    for algo in runs.values():  # warm-up: first iteration builds and traces
-        algo.train()
-    for _ in range(args.iterations):
+    computed: list[int] = []  # iterations (warm-up = 0) that computed saliency
+    share = 0.0  # the callback's own account: its computations' share of the time so far
+    for name, algo in runs.items():  # warm-up: first iteration builds and traces (and computes)
+        start = time.perf_counter()
+        result = algo.train()
+        warm_up[name] = time.perf_counter() - start
+        if "seconds" in result.get("saliency", {}):
+            computed.append(0)
+            share = float(result["saliency"]["overhead"])
+    for iteration in range(1, args.iterations + 1):
         for name, algo in runs.items():
             start = time.perf_counter()
             result = algo.train()
             times[name].append(time.perf_counter() - start)
             print(f"iteration {len(times[name])} {name}: {times[name][-1]:.2f} s", flush=True)
-            if name == "with":
+            # With every=None (the default) an iteration computes only within max_overhead.
+            if name == "with" and "seconds" in result.get("saliency", {}):
                 saliency_seconds.append(float(result["saliency"]["seconds"]))
+                computed.append(iteration)
+                share = float(result["saliency"]["overhead"])
     without, with_ = statistics.median(times["without"]), statistics.median(times["with"])
+    median_saliency = statistics.median(saliency_seconds) if saliency_seconds else None
     row = {
         "env": "AtariShapedEnv 84x84x4, default CNN" if args.env == "image" else base.env,
         "algorithm": args.algorithm.upper(),
@@ -128,8 +140,15 @@ def main() -> None:
         "overhead_ratio": with_ / without - 1,
         # The mean includes the 1-in-`image_every` computations that also render images.
         "mean_overhead_ratio": statistics.mean(times["with"]) / statistics.mean(times["without"]) - 1,
-        "median_saliency_s_per_computation": statistics.median(saliency_seconds),
-        "saliency_share_of_iteration": statistics.median(saliency_seconds) / with_,
+        "median_saliency_s_per_computation": median_saliency,
+        "saliency_share_of_iteration": None if median_saliency is None else median_saliency / with_,
+        "iterations_that_computed": computed,
+        # Whole runs, warm-up included: what the first computation adds to a short run.
+        "total_overhead_ratio_with_warm_up": (warm_up["with"] + sum(times["with"]))
+        / (warm_up["without"] + sum(times["without"]))
+        - 1,
+        "callback_reported_share": share,
+        "warm_up_s": warm_up,
         "iteration_s": times,
         "saliency_s": saliency_seconds,
     }
@@ -142,15 +161,22 @@ def main() -> None:
     name = f"callback_overhead_{args.algorithm}" if args.algorithm != "ppo" else name
     name += "_short.json" if args.short else ".json"
     (RESULTS / name).write_text(json.dumps(row, indent=2))
+    per_computation = row["median_saliency_s_per_computation"]
     print(
         "| algorithm, mode | iterations | median iteration without (s) | with (s) | overhead (median / mean) "
-        "| saliency per computation (s) | its share |"
+        "| saliency per computation (s) | its share | iterations that computed (0 = warm-up) "
+        "| whole run incl. warm-up | callback's reported share |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     print(
         f"| {row['algorithm']}, {args.framework} | {row['iteration']} | {without:.2f} | {with_:.2f} "
         f"| {row['overhead_ratio']:+.1%} / {row['mean_overhead_ratio']:+.1%} "
-        f"| {row['median_saliency_s_per_computation']:.3f} | {row['saliency_share_of_iteration']:.1%} |"
+        + (
+            f"| {per_computation:.3f} | {row['saliency_share_of_iteration']:.1%} "
+            if per_computation is not None
+            else "| (none after warm-up) | 0% "
+        )
+        + f"| {computed} | {row['total_overhead_ratio_with_warm_up']:+.1%} | {share:.1%} |"
     )
 
 

@@ -31,6 +31,7 @@ def test_pong_heatmaps_over_the_screen(ray_cluster, tmp_path):
         .training(train_batch_size=64, minibatch_size=32, num_epochs=1)
         .callbacks(
             SaliencyCallbacks.configure(
+                every=1,
                 methods=("gradient", "occlusion"),
                 targets=("action",),
                 num_samples=4,

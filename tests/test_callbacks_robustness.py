@@ -28,7 +28,9 @@ def test_unwritable_logdir_keeps_training_and_results(ray_cluster, tmp_path, cap
     blocker = tmp_path / "a_file"
     blocker.write_text("not a directory")
     config = ppo_config().callbacks(
-        SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(blocker / "logs"))
+        SaliencyCallbacks.configure(
+            every=1, methods=("gradient",), targets=("action",), logdir=str(blocker / "logs")
+        )
     )
     algo = config.build_algo()
     try:
@@ -68,7 +70,7 @@ class FrameStackingModel(TFModelV2):
 def test_a_model_the_engine_cannot_handle_is_skipped(ray_cluster, tmp_path, caplog):
     ModelCatalog.register_custom_model("frame_stacking", FrameStackingModel)
     config = ppo_config(model={"custom_model": "frame_stacking"}).callbacks(
-        SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+        SaliencyCallbacks.configure(every=1, methods=("gradient",), targets=("action",), logdir=str(tmp_path))
     )
     algo = config.build_algo()
     try:
@@ -103,6 +105,7 @@ def test_images_render_off_the_training_thread_and_a_render_failure_keeps_traini
     monkeypatch.setattr(render, "importance_chart", importance_chart)
     config = ppo_config().callbacks(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient",), targets=("action",), image_every=1, logdir=str(tmp_path)
         )
     )

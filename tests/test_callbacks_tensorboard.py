@@ -28,7 +28,7 @@ def tune_trial_dir(ray_cluster, tmp_path_factory):
     from ray import tune
 
     config = ppo_config().callbacks(
-        SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), image_every=1)
+        SaliencyCallbacks.configure(every=1, methods=("gradient",), targets=("action",), image_every=1)
     )
     storage = tmp_path_factory.mktemp("tune")
     tuner = tune.Tuner(

@@ -44,7 +44,9 @@ def test_multi_agent_policies_are_logged_separately(ray_cluster, tmp_path):
         .environment(MultiAgentCartPole, env_config={"num_agents": 2})
         .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda agent_id, *a, **k: f"p{agent_id}")
         .callbacks(
-            SaliencyCallbacks.configure(methods=("gradient",), targets=("value",), logdir=str(tmp_path))
+            SaliencyCallbacks.configure(
+                every=1, methods=("gradient",), targets=("value",), logdir=str(tmp_path)
+            )
         )
     )
     algo = config.build_algo()
@@ -70,6 +72,7 @@ def test_multi_agent_policies_are_logged_separately(ray_cluster, tmp_path):
 def test_activation_maximization_in_training(ray_cluster, tmp_path):
     config = ppo_config().callbacks(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient",),
             targets=("action",),
             trust_metrics=(),

@@ -148,6 +148,7 @@ def setup(trained, tmp_path_factory):
         .training(model={"custom_model": registry.MODEL, "fcnet_hiddens": [16]})
         .callbacks(
             SaliencyCallbacks.configure(
+                every=1,
                 methods=("gradient",),
                 targets=("action",),
                 feature_names=CUSTOM_FEATURES,
@@ -685,7 +686,7 @@ def test_feature_names_from_the_training_callbacks_settings(setup):
 def test_feature_names_per_policy_and_among_several_callbacks():
     from rllib_saliency.stacks.checkpoint import saved_feature_names
 
-    per_policy = SaliencyCallbacks.configure(feature_names={"p1": ["a", "b"]})
+    per_policy = SaliencyCallbacks.configure(every=1, feature_names={"p1": ["a", "b"]})
     # The new stack takes a list of callback classes; the old stack's policy config says "callbacks".
     assert saved_feature_names({"callbacks_class": [object, per_policy]}, "p1") == ["a", "b"]
     assert saved_feature_names({"callbacks": per_policy}, "p2") is None

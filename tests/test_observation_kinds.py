@@ -26,7 +26,9 @@ def test_dict_observations_are_named_by_key_path_with_shares(ray_cluster, tmp_pa
         ppo_config()
         .environment(DictObservationEnv)
         .callbacks(
-            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+            SaliencyCallbacks.configure(
+                every=1, methods=("gradient",), targets=("action",), logdir=str(tmp_path)
+            )
         )
     )
     algo = config.build_algo()
@@ -63,6 +65,7 @@ def test_multi_discrete_observations_and_actions(ray_cluster, tmp_path):
         .environment(MultiDiscreteEnv)
         .callbacks(
             SaliencyCallbacks.configure(
+                every=1,
                 methods=("gradient",), targets=("action", "logp"), logdir=str(tmp_path)
             )
         )
@@ -116,6 +119,7 @@ def test_image_observations_grid_and_finite_differences(ray_cluster, tmp_path):
         )
         .callbacks(
             SaliencyCallbacks.configure(
+                every=1,
                 methods=("gradient",),
                 targets=("action",),
                 max_images=3,
@@ -169,7 +173,9 @@ def test_non_tf_policies_are_skipped_with_one_warning(ray_cluster, tmp_path, cap
             policies_to_train=["learner"],
         )
         .callbacks(
-            SaliencyCallbacks.configure(methods=("gradient",), targets=("value",), logdir=str(tmp_path))
+            SaliencyCallbacks.configure(
+                every=1, methods=("gradient",), targets=("value",), logdir=str(tmp_path)
+            )
         )
     )
     algo = config.build_algo()
@@ -194,6 +200,7 @@ def test_dict_with_an_image_and_a_vector(ray_cluster, tmp_path):
         .training(model={"conv_filters": [[8, [4, 4], 2], [16, [8, 8], 1]]})
         .callbacks(
             SaliencyCallbacks.configure(
+                every=1,
                 methods=("gradient",), targets=("action",), max_images=3, logdir=str(tmp_path)
             )
         )

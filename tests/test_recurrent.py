@@ -44,6 +44,7 @@ def recurrent_algo(request, ray_cluster, tmp_path_factory):
     logdir = tmp_path_factory.mktemp(request.param)
     config = ppo_config(model=MODELS[request.param]).callbacks(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient", "integrated_gradients"), targets=("action", "logp"), logdir=str(logdir)
         )
     )

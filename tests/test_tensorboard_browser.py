@@ -62,6 +62,7 @@ def server(ray_cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
     config = ppo_config().callbacks(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient", "integrated_gradients"),
             targets=("action", "value"),
             feature_names=NAMES,

@@ -1,7 +1,8 @@
 """SaliencyCallbacks: sample observations during training, explain them, log compact summaries to
 TensorBoard from the driver. One class for both RLlib stacks.
 
-Design (one computation every ``every`` training iterations):
+Design (one computation per training iteration while it costs at most ``max_overhead`` of the
+training time, or exactly every ``every`` iterations):
 
 1. ``on_sample_end`` (on each env runner that samples) offers the sampled rows to
    a per-model reservoir of ``num_samples`` rows (:mod:`.sampling`). The stack
@@ -34,6 +35,7 @@ from rllib_saliency.callbacks.sampling import SampleStore
 from rllib_saliency.callbacks.settings import (
     ACTIVATION_OPTIONS,
     DEFAULT_EPISODE_MAX_STEPS,
+    DEFAULT_MAX_OVERHEAD,
     DEFAULT_TRUST_METRICS,
     TRUST_METRICS,
     SaliencySettings,
@@ -132,7 +134,8 @@ class SaliencyCallbacks(RLlibCallback):
     def configure(
         cls,
         *,
-        every: int = 1,
+        every: int | None = None,
+        max_overhead: float = DEFAULT_MAX_OVERHEAD,
         num_samples: int = 64,
         methods: Sequence[str] = ("gradient", "integrated_gradients"),
         targets: Sequence[str] = ("action", "value"),
@@ -154,7 +157,13 @@ class SaliencyCallbacks(RLlibCallback):
         """Validate options now and return a callable for ``AlgorithmConfig.callbacks``.
 
         Args:
-            every: training iterations between saliency computations.
+            every: training iterations between saliency computations. Default ``None``:
+                after every iteration while the computations so far took at most
+                ``max_overhead`` of the training's wall time, else at the first iteration
+                that brings them back under it (the first iteration always computes).
+            max_overhead: with ``every=None``, that share (default 0.05: 5 %). Ignored
+                with an explicit ``every``, which computes on that schedule whatever
+                it costs.
             num_samples: observations per policy (module) per env runner per
                 computation (a uniform reservoir over all batches since the last one).
             methods: attribution methods (see ``rllib_saliency.METHODS``).
@@ -193,6 +202,7 @@ class SaliencyCallbacks(RLlibCallback):
         """
         settings = make_settings(
             every=every,
+            max_overhead=max_overhead,
             num_samples=num_samples,
             methods=methods,
             targets=targets,

@@ -22,6 +22,7 @@ import numpy as np
 from rllib_saliency.callbacks.episodes import TrainingEpisodes
 from rllib_saliency.callbacks.errors import ErrorLog
 from rllib_saliency.callbacks.images import BackgroundImages
+from rllib_saliency.callbacks.schedule import ComputationSchedule
 from rllib_saliency.callbacks.settings import SaliencySettings
 from rllib_saliency.history import HISTORY_FILE, EvolutionHistory
 from rllib_saliency.summaries import MergedSummary, feature_layout, merge
@@ -80,14 +81,17 @@ class Reporter:
         self._unimaged: tuple[Any, ...] | None = None
         self._images = BackgroundImages(self.errors)
         self._episodes = TrainingEpisodes(settings, stack, self.errors, self._images)
+        self.schedule = ComputationSchedule(settings.every, settings.max_overhead)
 
     def on_train_result(self, algorithm: Any, result: dict, collect: Callable[[], list[dict]]) -> None:
         """One computation, if due: ``collect`` asks the stack for its workers' reports."""
         started = time.perf_counter()
+        computed = False
         try:
             iteration = int(result["training_iteration"])
-            if iteration % self.settings.every:
+            if not self.schedule.due(result):
                 return
+            computed = True
             # The step Tune's TensorBoard logger uses for this result, so our
             # events line up with RLlib's curves.
             step = int(result.get("timesteps_total") or iteration)
@@ -112,10 +116,16 @@ class Reporter:
             if self._episodes.due(self._computations_done()):  # ``episode_every``, never raises
                 writer = self._get_writer(algorithm)
                 self._episodes.maybe_log(algorithm, writer, self._computations_done(), step, result)
-            # What this computation cost the training loop (driver wall time).
+            # What this computation cost the training loop (driver wall time), and all of them
+            # so far as a share of the training time (what ``max_overhead`` bounds).
             result[RESULT_KEY]["seconds"] = time.perf_counter() - started
         except Exception as error:  # noqa: BLE001 - a logging failure never kills training
             self.errors.exception("saliency computation", error)
+        finally:
+            if computed:
+                self.schedule.computed(time.perf_counter() - started)
+                if isinstance(result.get(RESULT_KEY), dict):
+                    result[RESULT_KEY]["overhead"] = self.schedule.share()
         if self.errors.total and isinstance(result, dict):
             result.setdefault(RESULT_KEY, {})["errors"] = self.errors.total
 

@@ -23,6 +23,9 @@ DEFAULT_TRUST_METRICS = ("completeness", "deletion", "agreement")
 ACTIVATION_OPTIONS = ("steps", "lr", "l2", "tv", "n_starts")
 # Steps of a training episode (``episode_every``) before it is cut: bounds its cost (see README).
 DEFAULT_EPISODE_MAX_STEPS = 200
+# With ``every=None`` (the default), the share of training's wall time the computations may
+# block: an image policy on a CPU learner costs many iterations' time per computation.
+DEFAULT_MAX_OVERHEAD = 0.05
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -51,7 +54,8 @@ def _names(name: str, value: Any, valid: Sequence[str] | None = None) -> tuple[s
 class SaliencySettings:
     """Validated options of :class:`SaliencyCallbacks` (see ``SaliencyCallbacks.configure``)."""
 
-    every: int = 1
+    every: int | None = None
+    max_overhead: float = DEFAULT_MAX_OVERHEAD
     num_samples: int = 64
     methods: tuple[str, ...] = ("gradient", "integrated_gradients")
     targets: tuple[str, ...] = ("action", "value")
@@ -72,7 +76,15 @@ class SaliencySettings:
 
     def __post_init__(self) -> None:
         set_ = functools.partial(object.__setattr__, self)
-        set_("every", _positive_int("every", self.every))
+        if self.every is not None:
+            set_("every", _positive_int("every", self.every))
+        overhead = self.max_overhead
+        if isinstance(overhead, bool) or not isinstance(overhead, (int, float)) or not 0 < overhead <= 1:
+            raise ValueError(
+                "SaliencyCallbacks.configure: 'max_overhead' must be a fraction in (0, 1], the share of "
+                f"training time the computations may take with every=None; got {overhead!r}."
+            )
+        set_("max_overhead", float(overhead))
         set_("num_samples", _positive_int("num_samples", self.num_samples))
         set_("image_every", _positive_int("image_every", self.image_every))
         set_("methods", _names("methods", self.methods, list(METHODS)))

@@ -55,6 +55,7 @@ def test_episodes_are_logged_as_gif_and_page(ray_cluster, tmp_path):
     logdir = str(tmp_path / "events")
     config = STACK.config().callbacks(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient",),
             targets=("action",),
             logdir=logdir,
@@ -87,6 +88,7 @@ def test_a_failing_episode_never_stops_training(ray_cluster, tmp_path, monkeypat
     logdir = str(tmp_path / "events")
     config = STACK.config().callbacks(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient",), targets=("action",), logdir=logdir, episode_every=1, episode_max_steps=5
         )
     )

@@ -25,6 +25,7 @@ def test_save_and_stop_write_the_last_computations_images(ray_cluster, tmp_path)
     logdir = str(tmp_path / "events")
     config = STACK.config().callbacks(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient",), targets=("action",), image_every=5, logdir=logdir
         )
     )

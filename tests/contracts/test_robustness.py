@@ -26,7 +26,9 @@ def test_restarted_env_runner_resumes_saliency(ray_cluster, tmp_path):
         STACK.config(num_env_runners=2)
         .fault_tolerance(restart_failed_env_runners=True)
         .callbacks(
-            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+            SaliencyCallbacks.configure(
+                every=1, methods=("gradient",), targets=("action",), logdir=str(tmp_path)
+            )
         )
     )
     algo = config.build_algo()
@@ -51,6 +53,7 @@ def test_checkpoint_restore_continues_steps_and_evolution_history(ray_cluster, t
     logdir = tmp_path / "logs"
     config = STACK.config().callbacks(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient",), targets=("action",), image_every=1, logdir=str(logdir)
         )
     )

@@ -70,7 +70,7 @@ def test_explain_algo_is_the_learners_current_module(ray_cluster, tmp_path, make
     logdir = tmp_path / "logs"
     config = make_config().callbacks(
         SaliencyCallbacks.configure(
-            methods=("gradient",), targets=("action", "value"), max_images=0, logdir=str(logdir)
+            every=1, methods=("gradient",), targets=("action", "value"), max_images=0, logdir=str(logdir)
         )
     )
     algo = config.build_algo()
@@ -152,7 +152,7 @@ def dqn(ray_cluster, tmp_path_factory):
         .env_runners(num_env_runners=0, rollout_fragment_length=32)
         .training(num_steps_sampled_before_learning_starts=32, train_batch_size=32)
         .reporting(min_sample_timesteps_per_iteration=64)
-        .callbacks(SaliencyCallbacks.configure(targets=("action", "value"), logdir=str(logdir)))
+        .callbacks(SaliencyCallbacks.configure(every=1, targets=("action", "value"), logdir=str(logdir)))
         .debugging(seed=0)
     )
     algo = config.build_algo()

@@ -36,6 +36,7 @@ def test_multi_agent_modules_are_logged_separately(ray_cluster, tmp_path):
         .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda agent_id, *a, **k: f"p{agent_id}")
         .callbacks(
             SaliencyCallbacks.configure(
+                every=1,
                 methods=("gradient",), targets=("value", "logp"), logdir=str(tmp_path)
             )
         )
@@ -92,6 +93,7 @@ def test_same_weights_with_and_without_the_callback(ray_cluster, tmp_path):
     assert all(np.array_equal(plain[k], again[k]) for k in plain)
     explained = final_weights(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient", "smoothgrad", "integrated_gradients", "occlusion"),
             targets=("action", "logp", "value"),
             trust_metrics=("completeness", "deletion", "agreement", "randomization"),
@@ -129,6 +131,7 @@ def test_a_users_own_torch_rl_module_in_training(ray_cluster, tmp_path):
         .rl_module(rl_module_spec=RLModuleSpec(module_class=LinearModule))
         .callbacks(
             SaliencyCallbacks.configure(
+                every=1,
                 methods=("gradient",), targets=("action_1", "value"), logdir=str(tmp_path)
             )
         )

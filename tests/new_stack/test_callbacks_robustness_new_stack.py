@@ -55,7 +55,9 @@ def test_an_unsupported_module_is_reported_once_and_skipped(ray_cluster, tmp_pat
         .environment(DictObservationEnv)
         .rl_module(rl_module_spec=RLModuleSpec(module_class=DictInputModule))
         .callbacks(
-            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+            SaliencyCallbacks.configure(
+                every=1, methods=("gradient",), targets=("action",), logdir=str(tmp_path)
+            )
         )
     )
     algo = config.build_algo()
@@ -79,7 +81,7 @@ def test_tune_trial_dir_holds_rllib_curves_and_saliency(ray_cluster, tmp_path):
     from ray.rllib.algorithms.ppo import PPO
 
     config = new_ppo_config().callbacks(
-        SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), image_every=1)
+        SaliencyCallbacks.configure(every=1, methods=("gradient",), targets=("action",), image_every=1)
     )
     tuner = tune.Tuner(
         PPO,

@@ -81,6 +81,7 @@ def setup(ray_cluster, tmp_path_factory):
         # Trained with SaliencyCallbacks naming its features: the CLI reads them from the checkpoint.
         "cartpole": new_ppo_config("CartPole-v1").callbacks(
             SaliencyCallbacks.configure(
+                every=1,
                 methods=("gradient",),
                 targets=("action",),
                 feature_names=FEATURES,

@@ -44,7 +44,9 @@ def test_flattened_observations_are_named_by_the_env_space(ray_cluster, tmp_path
         .environment(env, env_config={"is_slippery": False} if env == "FrozenLake-v1" else {})
         .env_runners(env_to_module_connector=flatten)
         .callbacks(
-            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+            SaliencyCallbacks.configure(
+                every=1, methods=("gradient",), targets=("action",), logdir=str(tmp_path)
+            )
         )
     )
     algo = config.build_algo()
@@ -91,7 +93,9 @@ def test_rows_the_module_did_not_see_are_refused(ray_cluster, tmp_path, caplog):
         new_ppo_config()
         .env_runners(env_to_module_connector=lambda env, spaces=None, device=None: ScaleObservations())
         .callbacks(
-            SaliencyCallbacks.configure(methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+            SaliencyCallbacks.configure(
+                every=1, methods=("gradient",), targets=("action",), logdir=str(tmp_path)
+            )
         )
     )
     algo = config.build_algo()
@@ -163,6 +167,7 @@ def test_pong_with_rllibs_frame_stacking_connector(ray_cluster, tmp_path):
             [
                 StackCheck,
                 SaliencyCallbacks.configure(
+                    every=1,
                     methods=("gradient", "occlusion"),
                     targets=("action", "value"),
                     num_samples=4,

@@ -34,6 +34,7 @@ def lstm_algo(ray_cluster, tmp_path_factory):
     logdir = tmp_path_factory.mktemp("lstm_logs")
     config = lstm_config().callbacks(
         SaliencyCallbacks.configure(
+            every=1,
             methods=("gradient", "integrated_gradients"), targets=("action", "value"), logdir=str(logdir)
         )
     )
