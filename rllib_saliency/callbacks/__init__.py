@@ -250,6 +250,13 @@ class SaliencyCallbacks(RLlibCallback):
             _write_final_images_on_stop_and_save(algorithm, self)
         except Exception as error:  # noqa: BLE001 - never breaks training
             logger.exception("rllib_saliency: cannot hook the algorithm's stop and save: %s", error)
+        try:  # offline algorithms (no env runners): sample the learners' training batches
+            from rllib_saliency.stacks import new_offline, stack_of
+
+            if stack_of(algorithm) is new_offline:
+                new_offline.install(self, algorithm)
+        except Exception as error:  # noqa: BLE001 - never breaks training
+            logger.exception("rllib_saliency: cannot sample the offline training data: %s", error)
 
     def flush(self, algorithm: Any) -> None:
         """Put everything in the event files now: the last computation's images, if the

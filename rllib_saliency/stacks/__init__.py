@@ -2,7 +2,9 @@
 
 :mod:`~rllib_saliency.stacks.old` knows TF policies, ``SampleBatch``es and policy
 ids; :mod:`~rllib_saliency.stacks.new` knows torch RLModules, episodes, the
-learner's module (which has the value head) and module ids. The callback calls
+learner's module (which has the value head) and module ids;
+:mod:`~rllib_saliency.stacks.new_offline` is the new stack for offline algorithms (no env
+runners: rows from the learners' training data). The callback calls
 one of them and nothing else stack-specific. Each adapter provides:
 
 * ``sample(callbacks, runner, samples)``: on an env runner, at ``on_sample_end``;
@@ -28,8 +30,11 @@ def stack_of(algorithm_or_config: Any) -> Any:
     """The adapter module for an algorithm (or its config)."""
     config = getattr(algorithm_or_config, "config", algorithm_or_config)
     if getattr(config, "enable_rl_module_and_learner", False):
-        from rllib_saliency.stacks import new
+        from rllib_saliency.stacks import new, new_offline
 
+        # Offline algorithms (BC, MARWIL, CQL) have no env runners: rows from the learners' data.
+        if getattr(config, "is_offline", False) and not getattr(config, "is_online", True):
+            return new_offline
         return new
     from rllib_saliency.stacks import old
 
