@@ -32,8 +32,9 @@ def stack_of(algorithm_or_config: Any) -> Any:
     if getattr(config, "enable_rl_module_and_learner", False):
         from rllib_saliency.stacks import new, new_offline
 
-        # Offline algorithms (BC, MARWIL, CQL) have no env runners: rows from the learners' data.
-        if getattr(config, "is_offline", False) and not getattr(config, "is_online", True):
+        # Offline algorithms (BC, MARWIL, CQL: input_ names data) train on data env runners never
+        # sampled: rows from the learners' training batches.
+        if getattr(config, "is_offline", False):
             return new_offline
         return new
     from rllib_saliency.stacks import old

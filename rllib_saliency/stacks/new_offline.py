@@ -1,7 +1,8 @@
 """Offline algorithms (BC, MARWIL, CQL) on RLlib's new API stack: rows from the training data.
 
-An offline algorithm has no env runners sampling while it trains
-(``algorithm.env_runner_group`` is None): its learners read the data set. So the
+An offline algorithm (``config.is_offline``: ``input_`` names data files) has no env
+runners sampling while it trains (BC, MARWIL: ``algorithm.env_runner_group`` is None;
+CQL keeps one idle local env runner): its learners read the data set. So the
 rows explained come from the data the learner trains on. At ``on_algorithm_init``
 each learner's batch update (``Learner._update``, called once per training
 minibatch with ``{module_id: {column: tensor}}`` after the learner connectors, so
@@ -54,7 +55,6 @@ __all__ = [
     "episode_data",
     "episode_skip_reason",
     "install",
-    "is_offline",
     "is_offline_config",
     "model",
     "model_ids",
@@ -74,18 +74,13 @@ UNSUPPORTED = "unsupported"
 _install_errors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def is_offline(algorithm: Any) -> bool:
-    """An algorithm that trains on offline data without env runners (RLlib builds none)."""
-    return getattr(algorithm, "learner_group", None) is not None and (
-        getattr(algorithm, "env_runner_group", None) is None
-    )
-
-
 def is_offline_config(config: dict[str, Any]) -> bool:
-    """A saved config (``AlgorithmConfig.get_state()``) of offline-only training: input paths, not
-    online (RLlib then builds no env runners and saves no env-runner connectors)."""
+    """A saved config (``AlgorithmConfig.get_state()``) of offline training: ``input_`` names data
+    files (as ``AlgorithmConfig.is_offline``). BC and MARWIL then build no env runners and save no
+    env-runner connectors; CQL (online in RLlib's sense) keeps an idle local env runner."""
     source = config.get("input_")
-    return bool(source) and source != "sampler" and not config.get("_is_online", True)
+    paths = isinstance(source, str) or (isinstance(source, list) and bool(source) and isinstance(source[0], str))
+    return paths and source != "sampler"
 
 
 def _numpy(value: Any) -> np.ndarray:
