@@ -231,7 +231,7 @@ def check_rollout(checkpoint: Checkpoint) -> None:
 def offline_without_connectors(checkpoint: Checkpoint) -> bool:
     """An offline algorithm's checkpoint (BC, MARWIL: no env runners, so no saved connectors),
     rolled out through connectors built from its config; CLIError if its config names no env."""
-    from rllib_saliency.stacks.new_offline import is_offline_config
+    from rllib_saliency.stacks.new_offline_env import is_offline_config
 
     if checkpoint.kind != "Algorithm" or not is_offline_config(checkpoint.config):
         return False

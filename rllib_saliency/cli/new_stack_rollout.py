@@ -92,7 +92,7 @@ def offline_connectors(checkpoint: Checkpoint) -> tuple[Any, Any]:
     """An offline algorithm's checkpoint saves no connectors (it had no env runners): pipelines
     built from its config for its env's spaces, as its env runners would have built them."""
     from rllib_saliency.cli.new_stack import offline_without_connectors
-    from rllib_saliency.stacks.new_offline import connectors_from_config
+    from rllib_saliency.stacks.new_offline_env import connectors_from_config
 
     if not offline_without_connectors(checkpoint):
         raise CLIError(f"{checkpoint.path!r} lacks {ENV_TO_MODULE_DIR}/: the checkpoint is incomplete.")

@@ -20,7 +20,9 @@ played through env-to-module and module-to-env pipelines built from the config,
 when the config names an environment (else skipped, said once).
 
 The CLI rolls out an offline checkpoint (it saves no env-runner connectors) through
-pipelines built the same way from the checkpoint's config (:func:`connectors_from_config`).
+pipelines built the same way from the checkpoint's config
+(:func:`~rllib_saliency.stacks.new_offline_env.connectors_from_config`, in a module of its own
+that imports no other stack module, so the CLI can use it).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from rllib_saliency.stacks.new import (
     model_ids,
     play_and_explain,
 )
+from rllib_saliency.stacks.new_offline_env import connectors_from_config, is_offline_config
 
 logger = logging.getLogger("rllib_saliency")
 
@@ -72,15 +75,6 @@ UNSUPPORTED = "unsupported"
 
 # Per algorithm: errors from installing the hook, reported with the next computation (once).
 _install_errors: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def is_offline_config(config: dict[str, Any]) -> bool:
-    """A saved config (``AlgorithmConfig.get_state()``) of offline training: ``input_`` names data
-    files (as ``AlgorithmConfig.is_offline``). BC and MARWIL then build no env runners and save no
-    env-runner connectors; CQL (online in RLlib's sense) keeps an idle local env runner."""
-    source = config.get("input_")
-    paths = isinstance(source, str) or (isinstance(source, list) and bool(source) and isinstance(source[0], str))
-    return paths and source != "sampler"
 
 
 def _numpy(value: Any) -> np.ndarray:
@@ -186,7 +180,8 @@ def install(callbacks: Any, algorithm: Any) -> None:
     results = algorithm.learner_group.foreach_learner(functools.partial(_hook_learner, make_store=make_store))
     errors = []
     for result in results:
-        error = result.get() if result.ok else ("offline sampling", "LearnerUnavailable", str(result.get()), 1)
+        unavailable = ("offline sampling", "LearnerUnavailable", str(result.get()), 1)
+        error = result.get() if result.ok else unavailable
         if error is not None:
             errors.append(error)
     if errors:
@@ -229,28 +224,6 @@ def collect(callbacks: Any, algorithm: Any, find: Callable[[Any], Any]) -> list[
 def model(algorithm: Any, module_id: str) -> Any:
     """The learner's module (there is no env runner's): spaces, names, activation maximization."""
     return learner_module(algorithm, module_id)
-
-
-def connectors_from_config(
-    config: Any, observation_space: Any, action_space: Any, device: Any = None
-) -> tuple[Any, Any]:
-    """Env-to-module and module-to-env pipelines for one env with these spaces, built from an
-    algorithm's config (an ``AlgorithmConfig`` or its saved state) as RLlib's env runners build
-    theirs (its custom connectors included, called with ``env=None`` and the spaces), fresh:
-    no connector state (e.g. filter statistics) exists for an algorithm that never sampled."""
-    from ray.rllib.algorithms.algorithm_config import AlgorithmConfig
-    from ray.rllib.env import INPUT_ENV_SINGLE_SPACES, INPUT_ENV_SPACES
-
-    if isinstance(config, dict):
-        config = AlgorithmConfig.from_state(dict(config))
-    spaces = {
-        INPUT_ENV_SPACES: (observation_space, action_space),
-        INPUT_ENV_SINGLE_SPACES: (observation_space, action_space),
-    }
-    return (
-        config.build_env_to_module_connector(env=None, spaces=spaces, device=device),
-        config.build_module_to_env_connector(env=None, spaces=spaces),
-    )
 
 
 def episode_skip_reason(algorithm: Any) -> str | None:

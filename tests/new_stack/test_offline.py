@@ -196,14 +196,15 @@ def test_callback_explains_training_rows_at_every_step(runs, data, name):
     obs, actions = callbacks.last_explained["default_policy"]
     assert len(obs) == NUM_SAMPLES  # the reservoir's limit: 2 minibatches of 64 rows were offered
     frame = data[ENVS[name]][1]
-    recorded = {tuple(np.float32(row)): action for row, action in zip(frame["obs"], frame["actions"])}
-    for row, action in zip(obs, actions):
+    pairs = zip(frame["obs"], frame["actions"], strict=True)
+    recorded = {tuple(np.float32(row)): action for row, action in pairs}
+    for row, action in zip(obs, actions, strict=True):
         assert tuple(row) in recorded
         np.testing.assert_allclose(action, recorded[tuple(row)], rtol=1e-6)
     # Every tag at every step; the last step's values are explain() on the learner's module.
     module = learner_module(run)
     events = load(run.logdir, run.algo)
-    for target, tag in zip(TARGETS[name], tag_names(name, module)):
+    for target, tag in zip(TARGETS[name], tag_names(name, module), strict=True):
         attribution = explain(module, obs, "gradient", target, actions=actions if target == "logp" else None)
         mean_abs = np.abs(attribution.values).mean(axis=0)
         for j in range(obs.shape[1]):
