@@ -354,3 +354,23 @@ def test_cli_without_an_env_says_in_one_line_to_pass_obs(cli, runs):
     assert given.returncode == 0, describe(given)
     data = np.load(cli["out"] / "bc_obs" / "attributions_default_policy_logp_gradient.npz")
     np.testing.assert_array_equal(data["observations"], cli["obs"])
+
+
+def test_a_learner_without_rllibs_batch_update_is_reported_once_not_wrapped():
+    """If RLlib renames or changes ``Learner._update`` (private API), installing says so once, clearly."""
+    from rllib_saliency.callbacks.sampling import SampleStore
+    from rllib_saliency.callbacks.settings import SaliencySettings
+    from rllib_saliency.stacks.new_offline import UNSUPPORTED, _hook_learner
+
+    class ChangedLearner:  # an RLlib whose learner updates through another method
+        def _update(self, minibatches):
+            return minibatches
+
+    learner = ChangedLearner()
+    make_store = functools.partial(SampleStore, SaliencySettings())
+    stage, kind, message, count = _hook_learner(learner, make_store)
+    assert (stage, kind, count) == ("offline sampling", "UnsupportedRLlib", 1)
+    assert "ChangedLearner._update(batch)" in message and "_update(minibatches) found" in message
+    assert learner._update("x") == "x"  # left as it was
+    assert _hook_learner(learner, make_store) is None  # said once
+    assert learner._rllib_saliency_offline_store == UNSUPPORTED
