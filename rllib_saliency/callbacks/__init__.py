@@ -257,6 +257,12 @@ class SaliencyCallbacks(RLlibCallback):
             _write_final_images_on_stop_and_save(algorithm, self)
         except Exception as error:  # noqa: BLE001 - never breaks training
             logger.exception("rllib_saliency: cannot hook the algorithm's stop and save: %s", error)
+        try:  # e.g. offline algorithms (no env runners): hook the learners' training batches
+            from rllib_saliency.stacks import stack_of
+
+            stack_of(algorithm).on_algorithm_init(self, algorithm)
+        except Exception as error:  # noqa: BLE001 - never breaks training
+            logger.exception("rllib_saliency: cannot prepare sampling: %s", error)
 
     def flush(self, algorithm: Any) -> None:
         """Put everything in the event files now: the last computation's images, if the

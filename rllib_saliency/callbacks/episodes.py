@@ -87,6 +87,9 @@ class TrainingEpisodes:
         """Why this run gets no episodes (said once), or None."""
         if getattr(algorithm.config, "is_multi_agent", False):
             return "training episodes (episode_every) are not supported for multi-agent runs yet"
+        offline = getattr(self.stack, "episode_skip_reason", None)  # e.g. an offline config without an env
+        if offline is not None and offline(algorithm) is not None:
+            return offline(algorithm)
         policies = self.settings.policies
         if policies is not None and DEFAULT_ID not in policies:
             return f"training episodes are played with policy {DEFAULT_ID!r}, which 'policies' leaves out"

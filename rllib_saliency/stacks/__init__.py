@@ -14,6 +14,8 @@ training (the callback, ``explain(algo, ...)``):
 
 * ``sample(callbacks, runner, samples)``: on an env runner, at ``on_sample_end`` (here:
   :func:`sample`, which picks the stack from what RLlib hands over);
+* ``on_algorithm_init(callbacks, algorithm)``: on the driver, when the algorithm is built (the
+  new stack hooks an offline algorithm's learners here: their minibatches are the rows);
 * ``collect(callbacks, algorithm, find)``: on the driver, the workers' reports
   (summaries, errors, observations), errors as data, never raising;
 * ``model_ids(algorithm)`` and ``current_model(algorithm, model_id)``: the model that holds

@@ -6,7 +6,10 @@ lives here:
   current model);
 * ``checkpoint.py``: reading a new-stack checkpoint, loading the learner's module(s);
 * ``rollout.py``: greedy episodes through the checkpoint's connector pipelines (the CLI's rows,
-  movies).
+  movies);
+* ``offline.py``: the training callback's side for offline algorithms (BC, MARWIL, CQL: no env
+  runner samples; rows come from the learners' training minibatches), chosen here per algorithm
+  (``config.is_offline``); ``offline_env.py``: their connectors built from the config.
 
 This module is what the callback, ``explain()``, the CLI and the movies call: the same names on
 every stack (see :mod:`rllib_saliency.stacks`), none of them branching on the stack.
@@ -20,6 +23,7 @@ import numpy as np
 
 from rllib_saliency.errors import CLIError
 from rllib_saliency.stacks.checkpoint import Checkpoint
+from rllib_saliency.stacks.new import offline, training
 from rllib_saliency.stacks.new.checkpoint import (
     check_rollout,
     greedy_actions,
@@ -31,12 +35,9 @@ from rllib_saliency.stacks.new.checkpoint import (
 from rllib_saliency.stacks.new.rollout import play_new_stack, rollout_new_stack, rollout_new_stack_multi_agent
 from rllib_saliency.stacks.new.training import (
     NAME,
-    collect,
     current_model,
     env_runner_holding,
-    episode_data,
     learner_module,
-    model,
     model_ids,
     sample,
 )
@@ -53,12 +54,14 @@ __all__ = [
     "current_model",
     "env_runner_holding",
     "episode_data",
+    "episode_skip_reason",
     "greedy_actions",
     "inspect",
     "learner_module",
     "load",
     "model",
     "model_ids",
+    "on_algorithm_init",
     "play_movie",
     "release",
     "rollouts",
@@ -68,6 +71,42 @@ __all__ = [
 
 MODEL_WORD = "module"  # what the stack calls a model (messages, ``module_id=``)
 NEEDS_RAY = False  # modules and connectors load without Ray
+
+
+def _is_offline(algorithm: Any) -> bool:
+    """Offline algorithms (BC, MARWIL, CQL: ``input_`` names data) train on rows no env runner
+    sampled: their training side is :mod:`.offline`."""
+    return bool(getattr(getattr(algorithm, "config", algorithm), "is_offline", False))
+
+
+def on_algorithm_init(callbacks: Any, algorithm: Any) -> None:
+    """Offline: hook the learners' minibatches (the rows to explain); online: nothing to do."""
+    if _is_offline(algorithm):
+        offline.install(callbacks, algorithm)
+
+
+def collect(callbacks: Any, algorithm: Any, find: Any) -> list[dict[str, Any]]:
+    """The reports of one computation: the env runners' rows (online) or the learners' (offline),
+    explained by the learner's module."""
+    side = offline if _is_offline(algorithm) else training
+    return side.collect(callbacks, algorithm, find)
+
+
+def model(algorithm: Any, module_id: str) -> Any:
+    """A module with that id's spaces (the env runner's; offline, the learner's: there is none)."""
+    side = offline if _is_offline(algorithm) else training
+    return side.model(algorithm, module_id)
+
+
+def episode_data(algorithm: Any, module_id: str, settings: Any, seed: int, label: str) -> Any:
+    """``episode_every``: one greedy episode and its maps."""
+    side = offline if _is_offline(algorithm) else training
+    return side.episode_data(algorithm, module_id, settings, seed, label)
+
+
+def episode_skip_reason(algorithm: Any) -> str | None:
+    """Why this run gets no training episodes (an offline config without an env), or None."""
+    return offline.episode_skip_reason(algorithm) if _is_offline(algorithm) else None
 
 
 def before_rllib_import() -> None:

@@ -228,8 +228,25 @@ def check_rollout(checkpoint: Checkpoint) -> None:
         )
     for directory in (ENV_TO_MODULE_DIR, MODULE_TO_ENV_DIR):
         if not os.path.isdir(os.path.join(checkpoint.path, directory)):
+            if offline_without_connectors(checkpoint):  # connectors built from the config instead
+                break
             raise _incomplete(checkpoint.path, directory + "/", "the env runner's connector pipelines")
     check_environment(checkpoint.config)
+
+
+def offline_without_connectors(checkpoint: Checkpoint) -> bool:
+    """An offline algorithm's checkpoint (BC, MARWIL: no env runners, so no saved connectors),
+    rolled out through connectors built from its config; CLIError if its config names no env."""
+    from rllib_saliency.stacks.new.offline_env import is_offline_config
+
+    if checkpoint.kind != "Algorithm" or not is_offline_config(checkpoint.config):
+        return False
+    if checkpoint.config.get("env") is None:
+        raise CLIError(
+            f"{checkpoint.path!r} is an offline algorithm's checkpoint whose config names no environment "
+            "to roll out in: pass observations with --obs FILE."
+        )
+    return True
 
 
 def load_module(checkpoint: Checkpoint) -> Any:

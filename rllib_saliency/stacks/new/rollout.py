@@ -77,6 +77,8 @@ def load_connectors(checkpoint: Checkpoint) -> tuple[Any, Any]:
     from ray.rllib.connectors.env_to_module import EnvToModulePipeline
     from ray.rllib.connectors.module_to_env import ModuleToEnvPipeline
 
+    if not os.path.isdir(os.path.join(checkpoint.path, ENV_TO_MODULE_DIR)):
+        return offline_connectors(checkpoint)
     try:
         return (
             EnvToModulePipeline.from_checkpoint(os.path.join(checkpoint.path, ENV_TO_MODULE_DIR)),
@@ -87,6 +89,26 @@ def load_connectors(checkpoint: Checkpoint) -> tuple[Any, Any]:
             f"the checkpoint's connectors refer to code that cannot be found in this process ({error}); "
             f"{IMPORT_HINT}."
         ) from error
+
+
+def offline_connectors(checkpoint: Checkpoint) -> tuple[Any, Any]:
+    """An offline algorithm's checkpoint saves no connectors (it had no env runners): pipelines
+    built from its config for its env's spaces, as its env runners would have built them."""
+    from rllib_saliency.stacks.new.checkpoint import offline_without_connectors
+    from rllib_saliency.stacks.new.offline_env import connectors_from_config
+
+    if not offline_without_connectors(checkpoint):
+        raise CLIError(f"{checkpoint.path!r} lacks {ENV_TO_MODULE_DIR}/: the checkpoint is incomplete.")
+    env = make_env(checkpoint.config)
+    try:
+        return connectors_from_config(checkpoint.config, env.observation_space, env.action_space)
+    except (ModuleNotFoundError, AttributeError) as error:
+        raise CLIError(
+            f"the checkpoint's config refers to code that cannot be found in this process ({error}); "
+            f"{IMPORT_HINT}."
+        ) from error
+    finally:
+        env.close()
 
 
 def _numpy(value: Any) -> Any:

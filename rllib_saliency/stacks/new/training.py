@@ -288,6 +288,12 @@ def collect(callbacks: Any, algorithm: Any, find: Callable[[Any], Any]) -> list[
         parts = group.foreach_env_runner(take, local_env_runner=False, healthy_only=True)
     else:
         parts = [take(algorithm.env_runner)]
+    return explain_parts(callbacks, algorithm, parts)
+
+
+def explain_parts(callbacks: Any, algorithm: Any, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Driver side: workers' drained reservoirs (env runners', or offline the learners' own,
+    ``stacks/new/offline.py``) merged and explained where the learner is."""
     samples = _merge_samples([part.get("samples", {}) for part in parts])
     report: dict[str, Any] = {"errors": [], "skipped": {}}
     report["layout_spaces"] = {}
@@ -351,18 +357,36 @@ def episode_data(algorithm: Any, module_id: str, settings: Any, seed: int, label
     fresh env from the algorithm's config; the learner's module computes both heads' maps."""
     import copy
 
-    from rllib_saliency.stacks.new.rollout import make_env, play_new_stack_episodes
-
     runner = algorithm.env_runner
     if runner is None:
         raise RuntimeError(
             "training episodes need the driver's local env runner (config.env_runners("
             "create_local_env_runner=True), RLlib's default)."
         )
+
+    def pipelines(env: Any) -> tuple[Any, Any]:
+        return copy.deepcopy(runner._env_to_module), copy.deepcopy(runner._module_to_env)
+
     module = algorithm.get_module(module_id)
-    env_to_module = copy.deepcopy(runner._env_to_module)
-    module_to_env = copy.deepcopy(runner._module_to_env)
+    return play_and_explain(algorithm, module, module_id, pipelines, settings, seed, label)
+
+
+def play_and_explain(
+    algorithm: Any,
+    module: Any,
+    module_id: str,
+    pipelines: Callable[[Any], tuple[Any, Any]],
+    settings: Any,
+    seed: int,
+    label: str,
+) -> Any:
+    """One greedy episode played by ``module`` in a fresh env from the algorithm's config, through
+    the ``(env_to_module, module_to_env)`` pipelines ``pipelines(env)`` gives; the learner's
+    module computes both heads' maps."""
+    from rllib_saliency.stacks.new.rollout import make_env, play_new_stack_episodes
+
     env = make_env(algorithm.config.to_dict())
+    env_to_module, module_to_env = pipelines(env)
     [record] = play_new_stack_episodes(
         env, env_to_module, module_to_env, module, module_id, 1, seed, settings.episode_max_steps
     )

@@ -52,6 +52,7 @@ __all__ = [
     "load",
     "model",
     "model_ids",
+    "on_algorithm_init",
     "per_step_states",
     "play_movie",
     "release",
@@ -64,6 +65,10 @@ __all__ = [
 MODEL_WORD = "policy"  # what the stack calls a model (messages, ``policy_id=``)
 NEEDS_RAY = True  # the CLI starts Ray to load a policy or rebuild an algorithm
 
+
+
+def on_algorithm_init(callbacks: Any, algorithm: Any) -> None:
+    """Nothing to hook: env runners sample on this stack."""
 
 def before_rllib_import() -> None:
     """Nothing to prepare: RLlib imports TensorFlow as it likes."""
