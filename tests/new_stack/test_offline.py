@@ -134,7 +134,7 @@ def runs(ray_cluster, data, tmp_path_factory):
     def get(name: str) -> Run:
         if name not in built:
             root = tmp_path_factory.mktemp(name)
-            options = {"logdir": str(root / "logs")}
+            options = {"every": 1, "logdir": str(root / "logs")}
             if name == "bc":  # no env: episodes skipped (said once); activation maximization
                 options.update(
                     episode_every=1,
