@@ -261,6 +261,8 @@ class TorchBackend:
         self._kind = torch_heads.module_kind(module)
         # SAC's value is a Q-value at an action: the engine resolves the greedy action first.
         self.value_needs_action = self._kind == "sac"
+        # Its action outputs are Q-values (the movie shows them as such, not as probabilities).
+        self.outputs_q_values = self._kind == "q"
         self._actor_path = actor_path(module)
         self._space = module.action_space
         self._kept: KeptPass | None = None
