@@ -162,7 +162,7 @@ IMAGE_OCCLUSION_OPTIONS = ("patch_size", "stride", "fill")
 TARGET_CAPTIONS = {
     "action": "action = the greedy action's logit (Q-networks: its Q-value)",
     "logp": "logp = log-probability of the action taken",
-    "value": "value = the value function's estimate (Q-networks: max Q; SAC: min twin Q at the greedy action)",
+    "value": "value = the value function's estimate (Q-networks: max Q; SAC: min twin Q, greedy action)",
     "advantage": "advantage = Q(s, a*) - mean over actions of Q(s, a) (dueling Q-network)",
 }
 
