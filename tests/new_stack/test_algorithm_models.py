@@ -7,7 +7,6 @@ unsupported is refused once: test_q_learning.py.)"""
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -18,7 +17,6 @@ from rllib_saliency.errors import UnsupportedTarget
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "rllib_saliency.cli"]
 
 
 def cartpole_obs(n: int = 48, seed: int = 0) -> np.ndarray:
