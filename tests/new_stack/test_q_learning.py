@@ -223,29 +223,44 @@ def test_distributional_dqn_explains_the_expected_q(distributional):
         explain(algo, cartpole_obs(), target="advantage")
 
 
-def test_cli_explains_a_dqn_checkpoint(dueling, tmp_path):
+def test_cli_explains_maximizes_and_films_a_dqn_checkpoint(dueling, tmp_path):
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     checkpoint = dueling[5]
     path = os.path.join(checkpoint, "learner_group", "learner", "rl_module", "default_policy")
     restored = RLModule.from_checkpoint(path)
+    commands = {
+        "advantage": ["explain", "--episodes", "1", "--target", "advantage"],
+        "logp": ["explain", "--episodes", "1", "--target", "logp"],
+        "movie": ["movie", "--episodes", "1"],
+        "maximize": ["maximize", "--target", "value", "--steps", "20"],
+    }
     jobs = {
-        target: subprocess.Popen(
-            [*CLI, "explain", checkpoint, "--episodes", "1", "--quiet", "--target", target]
-            + ["--out", str(tmp_path / target)],
+        name: subprocess.Popen(
+            [*CLI, command[0], checkpoint, *command[1:], "--quiet", "--out", str(tmp_path / name)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for target in ("action", "advantage", "logp")  # (value = max Q: explain() tests it)
+        for name, command in commands.items()
     }
-    outputs = {target: job.communicate(timeout=600) for target, job in jobs.items()}
-    for target in ("action", "advantage"):
-        assert jobs[target].returncode == 0, outputs[target][1][-3000:]
-        saved = np.load(tmp_path / target / f"attributions_default_policy_{target}_gradient.npz")
-        expected = explain(restored, saved["observations"], "gradient", target)
-        np.testing.assert_allclose(saved["attributions"], expected.values, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(saved["target_values"], expected.target_values, rtol=1e-5, atol=1e-6)
+    outputs = {name: job.communicate(timeout=600) for name, job in jobs.items()}
+    for name in ("advantage", "movie", "maximize"):
+        assert jobs[name].returncode == 0, outputs[name][1][-3000:]
+    saved = np.load(tmp_path / "advantage" / "attributions_default_policy_advantage_gradient.npz")
+    expected = explain(restored, saved["observations"], "gradient", "advantage")
+    np.testing.assert_allclose(saved["attributions"], expected.values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(saved["target_values"], expected.target_values, rtol=1e-5, atol=1e-6)
+    # The movie: the Q-values as the action outputs, and the critic overlay is value = max_a Q.
+    movie = np.load(tmp_path / "movie" / "episode_0.npz")
+    obs = movie["observations"]
+    q = float64_q(restored)(obs.astype(np.float64))
+    assert str(movie["action_output_kind"]) == "q_value"
+    np.testing.assert_allclose(movie["action_outputs"], q, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(movie["values"], q.max(axis=1), rtol=1e-5, atol=1e-5)
+    critic = explain(restored, obs, "gradient", "value")
+    np.testing.assert_allclose(movie["critic_attributions"], critic.values, rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "maximize" / "actmax_default_policy_value.npz").exists()
     assert jobs["logp"].returncode == 1
     stderr = outputs["logp"][1]
     assert "Traceback" not in stderr

@@ -147,23 +147,36 @@ def test_targets_match_finite_differences_of_the_module(sac):
     np.testing.assert_allclose(attribution.values, fd, rtol=1e-3, atol=1e-4 * np.abs(fd).max())
 
 
-def test_cli_explains_a_sac_checkpoint(sac, tmp_path):
+def test_cli_explains_and_films_a_sac_checkpoint(sac, tmp_path):
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     checkpoint = sac[4]
     restored = RLModule.from_checkpoint(
         os.path.join(checkpoint, "learner_group", "learner", "rl_module", "default_policy")
     )
-    result = subprocess.run(
-        [*CLI, "explain", checkpoint, "--episodes", "1", "--quiet", "--target", "value"]
-        + ["--out", str(tmp_path / "value")],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    commands = {
+        "value": ["explain", "--episodes", "1", "--target", "value"],
+        "movie": ["movie", "--episodes", "1", "--max-steps", "60"],
+    }
+    jobs = {
+        name: subprocess.Popen(
+            [*CLI, command[0], checkpoint, *command[1:], "--quiet", "--out", str(tmp_path / name)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, command in commands.items()
+    }
+    outputs = {name: job.communicate(timeout=600) for name, job in jobs.items()}
+    for name, job in jobs.items():
+        assert job.returncode == 0, outputs[name][1][-3000:]
     saved = np.load(tmp_path / "value" / "attributions_default_policy_value_gradient.npz")
     assert len(saved["observations"]) == 200  # one Pendulum episode
     expected = explain(restored, saved["observations"], "gradient", "value")
     np.testing.assert_allclose(saved["attributions"], expected.values, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(saved["target_values"], expected.target_values, rtol=1e-5, atol=1e-6)
+    # The movie's critic overlay: the same value (min twin Q at the held greedy action).
+    movie = np.load(tmp_path / "movie" / "episode_0.npz")
+    critic = explain(restored, movie["observations"], "gradient", "value")
+    np.testing.assert_allclose(movie["values"], critic.target_values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(movie["critic_attributions"], critic.values, rtol=1e-5, atol=1e-6)
