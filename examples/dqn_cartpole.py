@@ -13,7 +13,7 @@ Gradients saliency of three Q-network targets:
 Then it prints the TensorBoard command and the ``rllib-saliency explain`` command for the
 checkpoint it saves.
 
-Run: python examples/dqn_cartpole.py [--iterations 40] [--storage DIR]
+Run: python examples/dqn_cartpole.py [--iterations 40] [--storage DIR] [--steps-per-iteration N]
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=40)
     parser.add_argument("--storage", default="demo_results", help="where Tune puts the trial dir")
+    parser.add_argument(
+        "--steps-per-iteration",
+        type=int,
+        default=1000,
+        help="env steps sampled per iteration (also the most sampled before learning starts)",
+    )
     args = parser.parse_args()
 
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
@@ -46,8 +52,12 @@ def main() -> None:
         DQNConfig()
         .environment("CartPole-v1")
         .env_runners(num_env_runners=1)
-        .training(lr=5e-4, train_batch_size_per_learner=32, num_steps_sampled_before_learning_starts=500)
-        .reporting(min_sample_timesteps_per_iteration=1000)
+        .training(
+            lr=5e-4,
+            train_batch_size_per_learner=32,
+            num_steps_sampled_before_learning_starts=min(500, args.steps_per_iteration),
+        )
+        .reporting(min_sample_timesteps_per_iteration=args.steps_per_iteration)
         # The one line that adds saliency. "advantage" is opt-in (dueling Q-networks only).
         .callbacks(
             SaliencyCallbacks.configure(

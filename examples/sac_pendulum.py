@@ -12,7 +12,7 @@ with SaliencyCallbacks logging gradient and Integrated Gradients saliency of:
 Observations are (cos theta, sin theta, angular velocity). Then it prints the TensorBoard
 command and the ``rllib-saliency explain`` command for the checkpoint it saves.
 
-Run: python examples/sac_pendulum.py [--iterations 30] [--storage DIR]
+Run: python examples/sac_pendulum.py [--iterations 30] [--storage DIR] [--steps-per-iteration N]
 """
 
 from __future__ import annotations
@@ -39,6 +39,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--storage", default="demo_results", help="where Tune puts the trial dir")
+    parser.add_argument(
+        "--steps-per-iteration",
+        type=int,
+        default=500,
+        help="env steps sampled per iteration (also the most sampled before learning starts)",
+    )
     args = parser.parse_args()
 
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
@@ -53,9 +59,9 @@ def main() -> None:
             critic_lr=1e-3,
             alpha_lr=1e-3,
             train_batch_size_per_learner=256,
-            num_steps_sampled_before_learning_starts=1000,
+            num_steps_sampled_before_learning_starts=min(1000, args.steps_per_iteration),
         )
-        .reporting(min_sample_timesteps_per_iteration=500)
+        .reporting(min_sample_timesteps_per_iteration=args.steps_per_iteration)
         .callbacks(
             SaliencyCallbacks.configure(
                 methods=("gradient", "integrated_gradients"),
