@@ -102,5 +102,9 @@ def test_model_choice_errors_name_the_parameter(ray_cluster):
         np.testing.assert_array_equal(
             explain(algo, obs, target="value").values, explain(module, obs, target="value").values
         )
+        # A dueling Q-network's target: a policy module refuses it, naming its class.
+        refusal = r"target 'advantage'.*DefaultPPOTorchRLModule.*not a Q-network"
+        with pytest.raises(UnsupportedTarget, match=refusal):
+            explain(algo, obs, target="advantage")
     finally:
         algo.stop()
