@@ -39,6 +39,9 @@ def cartpole_obs(n: int = 16, seed: int = 0) -> np.ndarray:
     return (rng.standard_normal((n, 4)) * [1.0, 1.0, 0.1, 1.0]).astype(np.float32)
 
 
+TRUST = ("completeness", "deletion", "agreement", "randomization")
+
+
 def dqn_config(logdir: str, targets: tuple[str, ...], **training):
     from ray.rllib.algorithms.dqn import DQNConfig
 
@@ -48,7 +51,7 @@ def dqn_config(logdir: str, targets: tuple[str, ...], **training):
         .env_runners(num_env_runners=0, rollout_fragment_length=32)
         .training(num_steps_sampled_before_learning_starts=32, train_batch_size=32, **training)
         .reporting(min_sample_timesteps_per_iteration=64)
-        .callbacks(SaliencyCallbacks.configure(targets=targets, logdir=logdir))
+        .callbacks(SaliencyCallbacks.configure(targets=targets, logdir=logdir, trust_metrics=TRUST))
         .debugging(seed=0)
     )
 
@@ -70,10 +73,18 @@ def train(config, iterations: int = 2):
 
 
 def check_tags(logdir: str, algo, results: list, module_id: str, targets: tuple[str, ...]) -> None:
-    """Every (target, method) tag at every iteration, equal to the result's numbers; no errors."""
+    """Every (target, method) tag and trust metric at every iteration, equal to the result's numbers;
+    no errors."""
     events = load(logdir, algo)
     steps = [r["training_iteration"] for r in results]
     for target in targets:
+        prefix = f"saliency/{module_id}/{target}"
+        trust = [f"{prefix}/integrated_gradients/trust/completeness_error"]
+        trust += [f"{prefix}/agreement/gradient__integrated_gradients"]
+        metrics = ("deletion_auc", "randomization_rank_corr")
+        trust += [f"{prefix}/{m}/trust/{k}" for m in METHODS for k in metrics]
+        for tag in trust:
+            assert sorted(scalars(events, tag)) == steps, tag
         for method in METHODS:
             for feature in range(4):
                 tag = f"saliency/{module_id}/{target}/{method}/mean_abs/f{feature}"

@@ -46,7 +46,13 @@ def sac(ray_cluster, tmp_path_factory):
         .env_runners(num_env_runners=0, rollout_fragment_length=50)
         .training(num_steps_sampled_before_learning_starts=50, train_batch_size_per_learner=32)
         .reporting(min_sample_timesteps_per_iteration=100)
-        .callbacks(SaliencyCallbacks.configure(targets=("action", "value", "logp"), logdir=logdir))
+        .callbacks(
+            SaliencyCallbacks.configure(
+                targets=("action", "value", "logp"),
+                logdir=logdir,
+                trust_metrics=("completeness", "deletion", "agreement", "randomization"),
+            )
+        )
         .debugging(seed=0)
     )
     algo = config.build_algo()
@@ -81,6 +87,17 @@ def test_callback_logs_action_value_logp_without_errors(sac):
     events = load(logdir, algo)
     steps = [r["training_iteration"] for r in results]
     for target in TARGETS:
+        prefix = f"saliency/default_policy/{target}"
+        trust = [f"{prefix}/integrated_gradients/trust/completeness_error"]
+        trust += [f"{prefix}/agreement/gradient__integrated_gradients"]
+        metrics = ("deletion_auc", "randomization_rank_corr")
+        trust += [f"{prefix}/{m}/trust/{k}" for m in METHODS for k in metrics]
+        for tag in trust:
+            assert sorted(scalars(events, tag)) == steps, tag
+        # Integrated Gradients adds up to f(x) - f(baseline): the held action keeps value one smooth
+        # function of the observation along the path.
+        completeness = scalars(events, f"{prefix}/integrated_gradients/trust/completeness_error")
+        assert max(completeness.values()) < 0.05, (target, completeness)
         for method in METHODS:
             for feature in range(3):
                 tag = f"saliency/default_policy/{target}/{method}/mean_abs/f{feature}"
