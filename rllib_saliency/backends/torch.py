@@ -531,10 +531,15 @@ class TorchBackend:
                 columns = torch.as_tensor(target.columns, dtype=torch.long, device=dist_inputs.device)
                 return torch_heads.advantage(dist_inputs, columns)
         elif target.kind == "advantage":
+            what = (
+                "is SAC's policy with twin Q-networks of (s, a), which have no advantage stream"
+                if self._kind == "sac"
+                else "is not a Q-network (no compute_q_values)"
+            )
             raise UnsupportedTarget(
-                f"target 'advantage': {describe_module(self._module, self._module_id)} is not a "
-                "Q-network (no compute_q_values); 'advantage' is a dueling Q-network's A(s, a). It "
-                f"supports {POLICY_TARGETS}, and 'value' with a value function."
+                f"target 'advantage': {describe_module(self._module, self._module_id)} {what}; "
+                f"'advantage' is a dueling Q-network's A(s, a). It supports {POLICY_TARGETS}, and "
+                "'value' (a value function, or SAC's twin Q-networks)."
             )
         if target.kind == "dist_input":
             columns = torch.as_tensor(target.columns, dtype=torch.long, device=dist_inputs.device)

@@ -19,6 +19,7 @@ from tb_events import load, scalars
 
 import rllib_saliency  # noqa: F401  (first: a safe TF/torch import order for RLlib's new stack)
 from rllib_saliency import SaliencyCallbacks, explain, learner_module
+from rllib_saliency.errors import UnsupportedTarget
 
 pytestmark = pytest.mark.slow
 
@@ -155,6 +156,8 @@ def test_targets_match_finite_differences_of_the_module(sac):
     through_policy = finite_differences(lambda z: q(z, np.tanh(dist_inputs(z)[:, :1].numpy())), obs)
     held = explain(algo, obs, "gradient", "value").values
     assert not np.allclose(held, through_policy, rtol=1e-2, atol=1e-3)
+    with pytest.raises(UnsupportedTarget, match=r"target 'advantage'.*DefaultSACTorchRLModule.*no advantage"):
+        explain(algo, obs, target="advantage")
     # Given actions are used as they are.
     given = np.linspace(-0.9, 0.9, len(obs))[:, None].astype(np.float32)
     attribution = explain(algo, obs, "gradient", "value", actions=given)
