@@ -65,8 +65,6 @@ def test_advantage_and_sac_value_resolve_their_action_at_the_given_observations(
     np.testing.assert_array_equal(resolved.columns, greedy)
     chosen = np.array([1, 1])
     np.testing.assert_array_equal(resolve_target(advantage, 2, None, None, chosen).columns, chosen)
-    with pytest.raises(ValueError, match="'advantage'.*Discrete action"):
-        parse_target("advantage", gym.spaces.Box(-1, 1, (2,), np.float32))
     # A value that is a Q-value at an action (SAC): the greedy action, unless actions are given.
     value = parse_target("value", DISCRETE)
     assert not needs_forward(value, None) and needs_forward(value, None, value_needs_action=True)
