@@ -264,11 +264,12 @@ def maximize_activation(
     states = initial_states(policy, n)
     chunks = [slice(i, i + CHUNK) for i in range(0, n, CHUNK)]
     dist_inputs = greedy = None
-    if needs_forward(spec, None):
+    value_needs_action = bool(getattr(backend, "value_needs_action", False))
+    if needs_forward(spec, None, value_needs_action):
         outputs = [backend.forward(starts[chunk], tuple(s[chunk] for s in states)) for chunk in chunks]
         dist_inputs = np.concatenate([o.dist_inputs for o in outputs])
         greedy = np.concatenate([o.greedy_actions for o in outputs])
-    resolved = resolve_target(spec, n, dist_inputs, greedy, None, states)
+    resolved = resolve_target(spec, n, dist_inputs, greedy, None, states, value_needs_action)
     functions = [TargetFunction(backend, resolved.take(chunk)) for chunk in chunks]
     image = len(obs_shape) == 3
 

@@ -147,9 +147,12 @@ def explain(
         obs: preprocessed observations ``(N, *policy.observation_space.shape)``.
         method: ``"gradient"``, ``"gradient_x_input"``, ``"smoothgrad"``,
             ``"integrated_gradients"`` or ``"occlusion"``.
-        target: ``"action"``, ``"action_K"``, ``"logp"`` or ``"value"``.
+        target: ``"action"``, ``"action_K"``, ``"logp"``, ``"value"`` or ``"advantage"``
+            (dueling Q-networks). What each means per kind of model: README's algorithm table.
         actions: for ``target="logp"``, the actions whose log-probability is
-            explained (default: the greedy action at each observation).
+            explained (default: the greedy action at each observation); for ``"advantage"``
+            the actions whose advantage is explained; for ``"value"`` of a SAC module the
+            actions its Q-networks are evaluated at (default: the greedy action, held fixed).
         batch_size: most observations sent through the model at once. Default (None): the
             backend's rule; torch: up to 1,024 rows in one pass, a larger batch whole when it
             fits in half the free memory of the module's device (a quarter of the available
@@ -234,9 +237,11 @@ def _explain(
     # Targets that need the greedy action are resolved chunk by chunk, right before the chunk's
     # attribution: a backend that keeps its forward pass (torch) then differentiates that pass
     # instead of running the model again at the same observations.
-    per_chunk = resolved_target is None and needs_forward(spec, actions) and len(rows) > 0
+    # (SAC: the value is a Q-value at the greedy action, which the backend says.)
+    value_needs_action = bool(getattr(backend, "value_needs_action", False))
+    per_chunk = resolved_target is None and needs_forward(spec, actions, value_needs_action) and len(rows) > 0
     if resolved_target is None and not per_chunk:
-        resolved_target = resolve_target(spec, len(rows), None, None, actions, states)
+        resolved_target = resolve_target(spec, len(rows), None, None, actions, states, value_needs_action)
     chunk_targets: list[ResolvedTarget] = []
 
     seed_block = batch_size
@@ -271,6 +276,7 @@ def _explain(
                 outputs.greedy_actions,
                 None if actions is None else actions[chunk],
                 chunk_states,
+                value_needs_action,
             )
             chunk_targets.append(chunk_target)
         else:

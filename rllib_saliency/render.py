@@ -160,9 +160,10 @@ METHOD_OPTIONS_SHOWN = {
 IMAGE_OCCLUSION_OPTIONS = ("patch_size", "stride", "fill")
 
 TARGET_CAPTIONS = {
-    "action": "action = the greedy action's logit",
+    "action": "action = the greedy action's logit (Q-networks: its Q-value)",
     "logp": "logp = log-probability of the action taken",
-    "value": "value = the value function's estimate",
+    "value": "value = the value function's estimate (Q-networks: max Q; SAC: min twin Q, greedy action)",
+    "advantage": "advantage = Q(s, a*) - mean over actions of Q(s, a) (dueling Q-network)",
 }
 
 

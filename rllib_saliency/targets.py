@@ -17,9 +17,9 @@ from typing import Literal
 import gymnasium as gym
 import numpy as np
 
-TARGET_NAMES = ("action", "action_K", "logp", "value")
+TARGET_NAMES = ("action", "action_K", "logp", "value", "advantage")
 
-TargetKind = Literal["greedy_logit", "dist_input", "logp", "value"]
+TargetKind = Literal["greedy_logit", "dist_input", "logp", "value", "advantage"]
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,14 @@ class ResolvedTarget:
     kind ``dist_input``: ``columns[i]`` is the column of the model output
     (logit or Gaussian mean) explained for sample ``i``.
     kind ``logp``: ``actions[i]`` is the action whose log-probability is explained.
-    kind ``value``: the value-function output; no per-sample choice.
+    kind ``value``: the value-function output; no per-sample choice, except for models whose
+    value is a Q-value at an action held fixed (SAC: ``actions[i]``).
+    kind ``advantage``: a dueling Q-network's advantage of action ``columns[i]``.
     ``states``: for recurrent models, the recurrent state each sample's step was
     taken in (one array per state input); the target is conditioned on it.
     """
 
-    kind: Literal["dist_input", "logp", "value"]
+    kind: Literal["dist_input", "logp", "value", "advantage"]
     columns: np.ndarray | None = None
     actions: np.ndarray | None = None
     states: tuple[np.ndarray, ...] = ()
@@ -115,6 +117,8 @@ def parse_target(name: str, action_space: gym.Space) -> TargetSpec:
         return TargetSpec(name, "logp")
     if name == "value":
         return TargetSpec(name, "value")
+    if name == "advantage":  # (a dueling Q-network's: backends refuse it for other models, naming them)
+        return TargetSpec(name, "advantage")
     if name == "action":
         if isinstance(action_space, gym.spaces.Discrete):
             return TargetSpec(name, "greedy_logit", 0, int(action_space.n))
@@ -136,13 +140,17 @@ def parse_target(name: str, action_space: gym.Space) -> TargetSpec:
         return TargetSpec(name, "dist_input", column)
     raise ValueError(
         f"unknown target {name!r}; valid targets are 'action', 'action_K' "
-        "(K an action index or dimension), 'logp' and 'value'."
+        "(K an action index or dimension), 'logp', 'value' and 'advantage' (dueling Q-networks)."
     )
 
 
-def needs_forward(spec: TargetSpec, actions: np.ndarray | None) -> bool:
-    """Whether resolving ``spec`` needs the policy's outputs (greedy action) first."""
-    return spec.kind == "greedy_logit" or (spec.kind == "logp" and actions is None)
+def needs_forward(spec: TargetSpec, actions: np.ndarray | None, value_needs_action: bool = False) -> bool:
+    """Whether resolving ``spec`` needs the policy's outputs (greedy action) first.
+    ``value_needs_action``: the model's value is a Q-value at an action (SAC), fixed at the
+    greedy action unless ``actions`` are given."""
+    if spec.kind == "value":
+        return value_needs_action and actions is None
+    return spec.kind in ("greedy_logit", "advantage") or (spec.kind == "logp" and actions is None)
 
 
 def resolve_target(
@@ -152,11 +160,12 @@ def resolve_target(
     greedy_actions: np.ndarray | None,
     actions: np.ndarray | None,
     states: tuple[np.ndarray, ...] = (),
+    value_needs_action: bool = False,
 ) -> ResolvedTarget:
     """Fix per-sample choices from the policy's outputs at the original observations.
 
     ``dist_inputs`` and ``greedy_actions`` are only read when
-    :func:`needs_forward` says so.
+    :func:`needs_forward` says so (same ``value_needs_action``).
     """
     if spec.kind == "greedy_logit":
         logits = dist_inputs[:, spec.column : spec.column + spec.size]
@@ -166,4 +175,10 @@ def resolve_target(
         return ResolvedTarget("dist_input", columns=np.full(n, spec.column, dtype=np.int32), states=states)
     if spec.kind == "logp":
         return ResolvedTarget("logp", actions=greedy_actions if actions is None else actions, states=states)
+    if spec.kind == "advantage":
+        chosen = greedy_actions if actions is None else actions
+        columns = np.asarray(chosen).reshape(-1).astype(np.int32)
+        return ResolvedTarget("advantage", columns=columns, states=states)
+    if value_needs_action:
+        return ResolvedTarget("value", actions=greedy_actions if actions is None else actions, states=states)
     return ResolvedTarget("value", states=states)

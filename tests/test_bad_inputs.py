@@ -7,6 +7,7 @@ import pytest
 from conftest import rollout_observations
 
 from rllib_saliency import explain
+from rllib_saliency.errors import UnsupportedTarget
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,9 @@ def test_unknown_and_out_of_range_targets(cartpole):
         explain(policy, obs, target="action_2")
     with pytest.raises(ValueError, match=r"actions must have shape \(8,\)"):
         explain(policy, obs, target="logp", actions=np.zeros(3, int))
+    # A dueling Q-network's target (torch modules): TF policies refuse it, saying so.
+    with pytest.raises(UnsupportedTarget, match=r"target 'advantage'.*old-API-stack TF policy"):
+        explain(policy, obs, target="advantage")
 
 
 def test_not_a_tensorflow_policy():

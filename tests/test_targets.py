@@ -52,3 +52,24 @@ def test_multi_discrete_sub_actions_use_their_own_logits():
     np.testing.assert_array_equal(first.columns, [1, 0])
     second = resolve_target(parse_target("action_1", space), 2, logits, None, None)
     np.testing.assert_array_equal(second.columns, [4, 3])  # offset 3 + argmax within [3, 5)
+
+
+def test_advantage_and_sac_value_resolve_their_action_at_the_given_observations():
+    from rllib_saliency.targets import needs_forward
+
+    advantage = parse_target("advantage", DISCRETE)
+    assert advantage.kind == "advantage" and needs_forward(advantage, None)
+    greedy = np.array([2, 0])
+    resolved = resolve_target(advantage, 2, np.zeros((2, 3)), greedy, None)
+    assert resolved.kind == "advantage"
+    np.testing.assert_array_equal(resolved.columns, greedy)
+    chosen = np.array([1, 1])
+    np.testing.assert_array_equal(resolve_target(advantage, 2, None, None, chosen).columns, chosen)
+    # A value that is a Q-value at an action (SAC): the greedy action, unless actions are given.
+    value = parse_target("value", DISCRETE)
+    assert not needs_forward(value, None) and needs_forward(value, None, value_needs_action=True)
+    assert not needs_forward(value, chosen, value_needs_action=True)
+    actions = np.array([[0.5], [-0.25]], np.float32)
+    at_greedy = resolve_target(value, 2, None, actions, None, value_needs_action=True)
+    np.testing.assert_array_equal(at_greedy.actions, actions)
+    assert resolve_target(value, 2, None, None, None).actions is None

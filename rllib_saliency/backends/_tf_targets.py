@@ -31,6 +31,18 @@ def target_tensor(
     raise ValueError(f"unknown target kind {kind!r}")
 
 
+def refuse_advantage(kind: str, policy_id: str) -> None:
+    """Target 'advantage' (a dueling Q-network's, new API stack) is not built for TF policies."""
+    if kind == "advantage":
+        from rllib_saliency.errors import UnsupportedTarget
+
+        raise UnsupportedTarget(
+            f"target 'advantage': policy {policy_id!r} is an old-API-stack TF policy; the advantage "
+            "target is explained for torch Q-network modules (RLlib's new API stack DQN with dueling "
+            "heads). TF policies support 'action', 'action_K', 'logp' and 'value'."
+        )
+
+
 def value_function_error(policy_id: str, error: Exception) -> ValueError:
     return ValueError(
         f"target 'value' needs a value function, but the model of policy "

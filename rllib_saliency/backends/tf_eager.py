@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from rllib_saliency.backends._tf_targets import target_tensor, value_function_error
+from rllib_saliency.backends._tf_targets import refuse_advantage, target_tensor, value_function_error
 from rllib_saliency.backends.base import ModelOutputs, check_state_count
 from rllib_saliency.recurrent import recurrent_layout
 from rllib_saliency.targets import ResolvedTarget
@@ -157,6 +157,7 @@ class TFEagerBackend:
     def evaluate(
         self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        refuse_advantage(target.kind, self._policy_id)
         if target.kind == "dist_input":
             selection = target.columns
         elif target.kind == "logp":

@@ -20,7 +20,12 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2
 
-from rllib_saliency.backends._tf_targets import rebuild_model, target_tensor, value_function_error
+from rllib_saliency.backends._tf_targets import (
+    rebuild_model,
+    refuse_advantage,
+    target_tensor,
+    value_function_error,
+)
 from rllib_saliency.backends.base import ModelOutputs, check_state_count
 from rllib_saliency.recurrent import recurrent_layout
 from rllib_saliency.targets import ResolvedTarget
@@ -190,6 +195,7 @@ class TFGraphBackend:
     def evaluate(
         self, obs: np.ndarray, target: ResolvedTarget, with_gradient: bool
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        refuse_advantage(target.kind, self._policy_id)
         check_state_count(self._policy_id, len(self._state_inputs), target.states)
         run = self._callable(target.kind, with_gradient)
         feeds = [obs, *target.states]

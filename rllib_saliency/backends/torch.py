@@ -6,7 +6,8 @@ module's own ``_forward_inference`` override, if it keeps autograd; for RLlib's 
 PPO module with separate encoders, only the actor half of ``_forward``, see
 :func:`actor_path`), then the
 module's action-distribution class for ``logp`` and ``ValueFunctionAPI.compute_values``
-for ``value``. Explaining leaves the module as it was: gradients are taken with
+for ``value``. Q-networks (DQN) and SAC's twin Q-networks: see :mod:`.torch_heads`
+for what each target reads from them. Explaining leaves the module as it was: gradients are taken with
 ``torch.autograd.grad`` w.r.t. the observation only (no parameter ``.grad`` is
 written), ``requires_grad`` flags are not touched, and train/eval mode is restored.
 The computation runs on the module's device (a learner's GPU, if it has one).
@@ -35,6 +36,7 @@ from ray.rllib.core.columns import Columns
 from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
+from rllib_saliency.backends import torch_heads
 from rllib_saliency.backends.base import ModelOutputs, check_state_count, finite_rows, reinitialised_weights
 from rllib_saliency.errors import UnsupportedModel, UnsupportedTarget
 from rllib_saliency.targets import ResolvedTarget
@@ -67,7 +69,8 @@ def no_dist_inputs_error(module: Any, module_id: str, method: str, keys: list[st
         f"{describe_module(module, module_id)}: its {method} returns {keys}, no "
         f"'{Columns.ACTION_DIST_INPUTS}', so it has no policy output to explain (targets "
         f"{POLICY_TARGETS} read the action-distribution inputs). rllib-saliency explains modules whose "
-        "forward pass returns them, as RLlib's PPO, APPO, IMPALA, SAC, BC and MARWIL modules do"
+        "forward pass returns them, as RLlib's PPO, APPO, IMPALA, SAC, BC and MARWIL modules do, and "
+        "Q-networks implementing RLlib's Q-network API (compute_q_values returning 'qf_preds', as DQN's)"
         + (
             "; target 'value' needs RLlib's ValueFunctionAPI (compute_values), which it does not implement."
             if not hasattr(module, "compute_values")
@@ -253,6 +256,13 @@ class TorchBackend:
         # one is _forward under no_grad. (A name, not a bound method: that would hold the module.)
         own = type(module)._forward_inference is not TorchRLModule._forward_inference
         self._forward_name = "_forward_inference" if own else "_forward"
+        # "policy", "q" (a Q-network: its Q-values stand in for the action-distribution
+        # inputs) or "sac" (a policy plus twin Q-networks): see torch_heads.
+        self._kind = torch_heads.module_kind(module)
+        # SAC's value is a Q-value at an action: the engine resolves the greedy action first.
+        self.value_needs_action = self._kind == "sac"
+        # Its action outputs are Q-values (the movie shows them as such, not as probabilities).
+        self.outputs_q_values = self._kind == "q"
         self._actor_path = actor_path(module)
         self._space = module.action_space
         self._kept: KeptPass | None = None
@@ -397,16 +407,31 @@ class TorchBackend:
                 inputs = torch.zeros((rows, *row_shape), dtype=dtype, device=device, requires_grad=True)
                 with torch.inference_mode(False), self._eval_mode(), torch.enable_grad():
                     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-                        out = self._values(inputs) if value else self._run(inputs)
+                        out = self._measured_pass(inputs, value)
                 sizes.append(saved[0] + out.numel() * out.element_size())
             row = int(np.prod(row_shape, dtype=np.int64)) * torch.finfo(dtype).bits // 8
             self._row_bytes[key] = max(2 * (sizes[1] - sizes[0]) + 3 * row, 1)
         return self._row_bytes[key]
 
+    def _measured_pass(self, inputs: torch.Tensor, value: bool) -> torch.Tensor:
+        """The pass whose memory _bytes_per_row measures (SAC's value at zero actions: the
+        Q-networks' cost does not depend on the action's numbers)."""
+        if not value:
+            return self._run(inputs)
+        if self._kind == "sac":
+            zeros = np.zeros((len(inputs), *self._space.shape), np.float32)
+            return torch_heads.sac_value(self._module, self._module_id, {Columns.OBS: inputs}, zeros)
+        return self._values(inputs)
+
     def _batch(self, obs: torch.Tensor, states: tuple[np.ndarray, ...]) -> dict[str, Any]:
         return step_batch(self._state_structure, obs, states)
 
     def _run(self, obs: torch.Tensor, states: tuple[np.ndarray, ...] = ()) -> torch.Tensor:
+        """The row of outputs the action targets read: the action-distribution inputs, or a
+        Q-network's Q-values (one per action)."""
+        if self._kind == "q":
+            q = torch_heads.q_values(self._module, self._module_id, self._batch(obs, states))
+            return q if self._state_structure is None else q[:, 0]
         if self._actor_path:  # RLlib's default PPO module: see actor_path()
             module = self._module
             return module.pi(module.encoder.actor_encoder(self._batch(obs, states))[ENCODER_OUT])
@@ -455,15 +480,29 @@ class TorchBackend:
                 )
             with torch.no_grad():
                 dist_inputs = dist_inputs.detach()
-                greedy = greedy_action(self._module.get_inference_action_dist_cls(), dist_inputs)
+                greedy = self._greedy(dist_inputs)
         return ModelOutputs(host(dist_inputs, np.float32), host(greedy, self._space.dtype))
 
+    def _greedy(self, dist_inputs: torch.Tensor) -> torch.Tensor:
+        """The greedy action: argmax of a Q-network's Q-values (as RLlib's DQN acts), SAC's squashed
+        mean (torch_heads.squashed_mean), else the distribution's deterministic action."""
+        if self._kind == "q":
+            return dist_inputs.argmax(dim=-1)
+        if self._kind == "sac":
+            return torch_heads.squashed_mean(self._module, dist_inputs)
+        return greedy_action(self._module.get_inference_action_dist_cls(), dist_inputs)
+
     def _target(self, obs: torch.Tensor, target: ResolvedTarget) -> torch.Tensor:
-        if target.kind == "value":
+        if target.kind == "value" and self._kind != "q":
+            if self._kind == "sac":
+                batch = self._batch(obs, target.states)
+                return torch_heads.sac_value(self._module, self._module_id, batch, target.actions)
             return self._values(obs, target.states)
         return self._from_dist_inputs(self._dist_inputs(obs, target.states), target)
 
     def _values(self, obs: torch.Tensor, states: tuple[np.ndarray, ...] = ()) -> torch.Tensor:
+        if self._kind == "q":  # max_a Q(s, a)
+            return self._run(obs, states).max(dim=1).values
         if getattr(self._module, "inference_only", False) and not hasattr(self._module, "vf"):
             raise value_head_error(self._module, self._module_id, "is inference-only (no value head)")
         compute_values = getattr(self._module, "compute_values", None)
@@ -480,6 +519,28 @@ class TorchBackend:
             raise value_head_error(self._module, self._module_id, lacks) from error
 
     def _from_dist_inputs(self, dist_inputs: torch.Tensor, target: ResolvedTarget) -> torch.Tensor:
+        if self._kind == "q":
+            if target.kind == "value":  # max_a Q(s, a)
+                return dist_inputs.max(dim=1).values
+            if target.kind == "logp":
+                raise torch_heads.logp_error(self._module, self._module_id)
+            if target.kind == "advantage":
+                refusal = torch_heads.advantage_error(self._module, self._module_id)
+                if refusal is not None:
+                    raise refusal
+                columns = torch.as_tensor(target.columns, dtype=torch.long, device=dist_inputs.device)
+                return torch_heads.advantage(dist_inputs, columns)
+        elif target.kind == "advantage":
+            what = (
+                "is SAC's policy with twin Q-networks of (s, a), which have no advantage stream"
+                if self._kind == "sac"
+                else "is not a Q-network (no compute_q_values)"
+            )
+            raise UnsupportedTarget(
+                f"target 'advantage': {describe_module(self._module, self._module_id)} {what}; "
+                f"'advantage' is a dueling Q-network's A(s, a). It supports {POLICY_TARGETS}, and "
+                "'value' (a value function, or SAC's twin Q-networks)."
+            )
         if target.kind == "dist_input":
             columns = torch.as_tensor(target.columns, dtype=torch.long, device=dist_inputs.device)
             return dist_inputs.gather(1, columns[:, None])[:, 0]
@@ -495,7 +556,7 @@ class TorchBackend:
         check_state_count(self._module_id, self._num_states, target.states)
         kept, self._kept = self._kept, None
         if kept is not None and (
-            target.kind == "value"
+            (target.kind == "value" and self._kind != "q")  # (a Q-network's value is max of the kept Q)
             or not kept.matches(obs, parameter_state(self._module, self._parameters), target.states)
         ):
             kept = None

@@ -169,7 +169,8 @@ class SaliencyCallbacks(RLlibCallback):
             methods: attribution methods (see ``rllib_saliency.METHODS``).
             targets: ``"action"`` (for Box action spaces: every dimension,
                 logged as ``action_0``, ``action_1``, ...), ``"action_K"``,
-                ``"logp"`` (of the actions taken), ``"value"``.
+                ``"logp"`` (of the actions taken), ``"value"``, ``"advantage"`` (dueling
+                Q-networks, opt-in). What each means per module kind: README's algorithm table.
             method_options: per-method keyword options, e.g.
                 ``{"integrated_gradients": {"steps": 16}}``.
             policies: policy ids (new stack: module ids) to explain; default all

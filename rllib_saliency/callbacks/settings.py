@@ -14,7 +14,7 @@ import numpy as np
 from rllib_saliency.methods import METHODS
 from rllib_saliency.methods.base import fill_defaults
 
-TARGET_PATTERN = re.compile(r"action|action_\d+|logp|value")
+TARGET_PATTERN = re.compile(r"action|action_\d+|logp|value|advantage")
 RESULT_KEY = "saliency"
 TRUST_METRICS = ("completeness", "deletion", "agreement", "randomization")
 # Randomisation recomputes every map on a second model (doubling the cost): opt in.
@@ -93,7 +93,8 @@ class SaliencySettings:
             if not TARGET_PATTERN.fullmatch(target):
                 raise ValueError(
                     f"SaliencyCallbacks.configure: 'targets' has {target!r}; valid values: 'action', "
-                    "'action_K' (K an action index or dimension), 'logp', 'value'."
+                    "'action_K' (K an action index or dimension), 'logp', 'value', 'advantage' (dueling "
+                    "Q-networks)."
                 )
         set_("targets", targets)
         if not isinstance(self.method_options, Mapping):

@@ -211,8 +211,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     explain.add_argument(
         "--target",
         default="action",
-        help="what to explain: action (greedy logit / mean of action dim 0), action_K, logp (of the "
-        "greedy action), value (default action)",
+        help="what to explain: action (greedy logit / mean of action dim 0; Q-networks: Q of the "
+        "greedy action), action_K, logp (of the greedy action), value (Q-networks: max Q; SAC: min twin "
+        "Q at the greedy action), advantage (dueling Q-networks) (default action)",
     )
     explain.add_argument(
         "--method-option",

@@ -31,7 +31,7 @@ class MovieData:
     values: np.ndarray | None  # (T,) the value output
     actor_values: np.ndarray  # (T,) the explained actor output (the taken action's logit)
     action_outputs: np.ndarray  # (T, K) probabilities (Discrete) or distribution inputs
-    action_output_kind: str  # "probability" or "dist_input"
+    action_output_kind: str  # "probability", "q_value" (Q-networks) or "dist_input"
     frames: np.ndarray | None  # (T, H, W, 3) uint8 renderings of the env (vector observations)
     feature_names: list[str]
     action_names: list[str]
@@ -134,9 +134,12 @@ def compute_movie_data(
     space = policy.action_space
     if isinstance(space, gym.spaces.Discrete):
         n = int(space.n)
+        # A Q-network's outputs are Q-values, not logits: shown as they are.
+        q_network = getattr(backend, "outputs_q_values", False)
         action_outputs, kind = (
-            _softmax(dist_inputs[:, :n].astype(np.float64)).astype(np.float32),
-            "probability",
+            (dist_inputs[:, :n], "q_value")
+            if q_network
+            else (_softmax(dist_inputs[:, :n].astype(np.float64)).astype(np.float32), "probability")
         )
         action_names = [f"a{k}" for k in range(n)]
         # The taken action's logit (greedy rollouts: the greedy one).

@@ -189,7 +189,7 @@ window.addEventListener("error", function (e) {
   }
   if (D.values) chart("value", "value", [{ name: "value", values: D.values }]);
   chart("reward", "reward", [{ name: "reward", values: D.rewards }]);
-  chart("actions", meta.outputs === "probability" ? "action probabilities" : "action distribution inputs",
+  chart("actions", meta.outputs === "probability" ? "action probabilities" : meta.outputs === "q_value" ? "Q-values" : "action distribution inputs",
         D.action_outputs.map((v, k) => ({ name: D.action_names[k], values: v })));
 
   // --- bookmarks ---
