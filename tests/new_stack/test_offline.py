@@ -42,7 +42,11 @@ NUM_SAMPLES = 48
 ITERATIONS = 2
 BATCH = 64  # rows per training minibatch; two minibatches per iteration (dataset_num_iters_per_learner)
 ENVS = {"bc": "CartPole-v1", "marwil": "CartPole-v1", "cql": "Pendulum-v1"}
-TARGETS = {"bc": ("action", "logp"), "marwil": ("action", "logp", "value"), "cql": ("action", "logp")}
+TARGETS = {
+    "bc": ("action", "logp"),
+    "marwil": ("action", "logp", "value"),
+    "cql": ("action", "logp", "value"),  # value: SAC's, min twin Q at the held greedy action
+}
 
 
 def record(path: str, env_id: str, steps: int, seed: int = 0) -> pd.DataFrame:
@@ -245,6 +249,13 @@ def _outputs(module, x: np.ndarray, target: str, actions: np.ndarray, column: np
     """The target through the module itself (not through rllib-saliency's backend)."""
     batch = {Columns.OBS: torch.as_tensor(x, dtype=torch.float64)}
     with torch.no_grad():
+        if target == "value" and hasattr(module, "qf_twin"):  # CQL (SAC's module): min twin Q at actions
+            batch[Columns.ACTIONS] = torch.as_tensor(actions, dtype=torch.float64)
+            twins = [
+                module._qf_forward_train_helper(batch, module.qf_encoder, module.qf),
+                module._qf_forward_train_helper(batch, module.qf_twin_encoder, module.qf_twin),
+            ]
+            return torch.minimum(*twins).numpy()
         if target == "value":
             return module.compute_values(batch).numpy()
         inputs = module.forward_inference(batch)[Columns.ACTION_DIST_INPUTS]
@@ -285,7 +296,8 @@ def test_explain_algo_matches_finite_differences(runs, data, name, target):
     exact = copy.deepcopy(learner_module(run)).double()
     numeric = finite_differences(exact, obs, target, actions)
     assert np.abs(numeric).max() > 1e-4, "finite differences are ~0: the check would be vacuous"
-    given = actions if target == "logp" else None
+    # CQL's value at the data's actions (the greedy, held action is test_sac.py's).
+    given = actions if target == "logp" or (name == "cql" and target == "value") else None
     attribution = explain(run.algo, obs, "gradient", target, actions=given)
     np.testing.assert_allclose(attribution.values, numeric, rtol=1e-3, atol=1e-5)
     reference = _outputs(exact, obs.astype(np.float64), target, actions, np.zeros(len(obs), int))
