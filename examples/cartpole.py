@@ -18,11 +18,9 @@ import rllib_saliency  # noqa: F401  (import first: tf-keras, and a safe TensorF
 
 # isort: on
 import argparse
-import os
-import sys
 
 import ray
-from ray import tune
+from _tune import finish, fit, print_table
 from ray.rllib.algorithms.ppo import PPO, PPOConfig
 
 from rllib_saliency import SaliencyCallbacks
@@ -65,56 +63,18 @@ def main() -> None:
     )
     # Under Tune, RLlib's own curves and the saliency land in the same trial dir,
     # so one TensorBoard shows both with aligned steps.
-    # The class, not the string "PPO": for a string, Tune registers every RLlib algorithm, and
-    # importing DreamerV3 builds a debug CartPole whose float64 Box bounds and observations make
-    # gymnasium warn about Box precision and a reset() obs "not within the observation space".
-    tuner = tune.Tuner(
-        PPO,
-        param_space=config,
-        run_config=tune.RunConfig(
-            name="cartpole_saliency" if args.framework == "torch" else f"cartpole_saliency_{args.framework}",
-            storage_path=os.path.abspath(args.storage),
-            stop={"training_iteration": args.iterations},
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),
-            verbose=0,
-        ),
-    )
-    result = tuner.fit()[0]
-    if result.error:
-        raise SystemExit(f"training failed: {result.error}")
-    history = result.metrics_dataframe
+    name = "cartpole_saliency" if args.framework == "torch" else f"cartpole_saliency_{args.framework}"
+    result = fit(PPO, config, name, args.storage, args.iterations)
     prefix = "saliency/default_policy/action/gradient/mean_abs"
-    print(
-        f"{'iteration':>9}  {'return':>7}  {'|d logit/d pole_angle|':>22}"
-        f"  {'|d logit/d cart_position|':>25}  saliency s"
+    print_table(
+        result,
+        {
+            "|d logit/d pole_angle|": f"{prefix}/pole_angle",
+            "|d logit/d cart_position|": f"{prefix}/cart_position",
+            "saliency s": "saliency/seconds",
+        },
     )
-    for _, row in history.iterrows():
-        print(
-            f"{row['training_iteration']:9d}  {row['env_runners/episode_return_mean']:7.1f}"
-            f"  {row[f'{prefix}/pole_angle']:22.3f}  {row[f'{prefix}/cart_position']:25.3f}"
-            f"  {row['saliency/seconds']:10.2f}"
-        )
-    ray.shutdown()
-    print_next_steps(result.path, result.checkpoint.path if result.checkpoint is not None else None)
-
-
-def print_next_steps(trial_dir: str, checkpoint: str | None) -> None:
-    """The TensorBoard command (absolute paths; --logdir the experiment dir, so the trial is a
-    named run) and the next step: the CLI on the saved checkpoint, its events beside the trial's."""
-    bin_dir = os.path.dirname(os.path.abspath(sys.executable))
-    experiment_dir = os.path.dirname(trial_dir)
-    print(f"\nTensorBoard logs (RLlib's curves and saliency, one run): {trial_dir}")
-    print("View them with:")
-    print(f"\n  {os.path.join(bin_dir, 'tensorboard')} --logdir {experiment_dir}\n")
-    print("(Tune's TensorBoard hint printed earlier points at driver_artifacts: no saliency there.)")
-    if checkpoint is None:
-        return
-    print(f"\nCheckpoint: {checkpoint}")
-    print("Next: explain the trained policy on fresh greedy episodes (events land in the same logdir):")
-    print(
-        f"\n  {os.path.join(bin_dir, 'rllib-saliency')} explain {checkpoint} "
-        f"--out {os.path.join(experiment_dir, 'explain')}\n"
-    )
+    finish(result)
 
 
 if __name__ == "__main__":

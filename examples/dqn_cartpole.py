@@ -23,11 +23,10 @@ import rllib_saliency  # noqa: F401  (import first: a safe TensorFlow/torch orde
 
 # isort: on
 import argparse
-import os
 
 import ray
-from cartpole import FEATURES, print_next_steps
-from ray import tune
+from _tune import finish, fit, print_table
+from cartpole import FEATURES
 from ray.rllib.algorithms.dqn import DQN, DQNConfig
 
 from rllib_saliency import SaliencyCallbacks
@@ -68,31 +67,10 @@ def main() -> None:
             )
         )
     )
-    tuner = tune.Tuner(
-        DQN,  # the class, not "DQN": see examples/cartpole.py
-        param_space=config,
-        run_config=tune.RunConfig(
-            name="dqn_cartpole_saliency",
-            storage_path=os.path.abspath(args.storage),
-            stop={"training_iteration": args.iterations},
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),
-            verbose=0,
-        ),
-    )
-    result = tuner.fit()[0]
-    if result.error:
-        raise SystemExit(f"training failed: {result.error}")
-    history = result.metrics_dataframe
-    columns = {target: f"saliency/default_policy/{target}/gradient/mean_abs/pole_angle" for target in TARGETS}
-    header = "  ".join(f"{'|d ' + t + '/d pole_angle|':>26}" for t in TARGETS)
-    print(f"{'iteration':>9}  {'return':>7}  {header}")
-    for _, row in history.iterrows():
-        print(
-            f"{row['training_iteration']:9d}  {row['env_runners/episode_return_mean']:7.1f}  "
-            + "  ".join(f"{row[columns[t]]:26.3f}" for t in TARGETS)
-        )
-    ray.shutdown()
-    print_next_steps(result.path, result.checkpoint.path if result.checkpoint is not None else None)
+    result = fit(DQN, config, "dqn_cartpole_saliency", args.storage, args.iterations)
+    column = "saliency/default_policy/{}/gradient/mean_abs/pole_angle"
+    print_table(result, {f"|d {t}/d pole_angle|": column.format(t) for t in TARGETS}, return_width=8)
+    finish(result)
 
 
 if __name__ == "__main__":

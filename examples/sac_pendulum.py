@@ -22,11 +22,9 @@ import rllib_saliency  # noqa: F401  (import first: a safe TensorFlow/torch orde
 
 # isort: on
 import argparse
-import os
 
 import ray
-from cartpole import print_next_steps
-from ray import tune
+from _tune import finish, fit, print_table
 from ray.rllib.algorithms.sac import SAC, SACConfig
 
 from rllib_saliency import SaliencyCallbacks
@@ -71,31 +69,10 @@ def main() -> None:
             )
         )
     )
-    tuner = tune.Tuner(
-        SAC,  # the class, not "SAC": see examples/cartpole.py
-        param_space=config,
-        run_config=tune.RunConfig(
-            name="sac_pendulum_saliency",
-            storage_path=os.path.abspath(args.storage),
-            stop={"training_iteration": args.iterations},
-            checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=True),
-            verbose=0,
-        ),
-    )
-    result = tuner.fit()[0]
-    if result.error:
-        raise SystemExit(f"training failed: {result.error}")
-    history = result.metrics_dataframe
-    columns = {t: f"saliency/default_policy/{t}/gradient/mean_abs/angular_velocity" for t in TARGETS}
-    header = "  ".join(f"{'|d ' + t + '/d ang_vel|':>22}" for t in TARGETS)
-    print(f"{'iteration':>9}  {'return':>8}  {header}")
-    for _, row in history.iterrows():
-        print(
-            f"{row['training_iteration']:9d}  {row['env_runners/episode_return_mean']:8.1f}  "
-            + "  ".join(f"{row[columns[t]]:22.3f}" for t in TARGETS)
-        )
-    ray.shutdown()
-    print_next_steps(result.path, result.checkpoint.path if result.checkpoint is not None else None)
+    result = fit(SAC, config, "sac_pendulum_saliency", args.storage, args.iterations)
+    column = "saliency/default_policy/{}/gradient/mean_abs/angular_velocity"
+    print_table(result, {f"|d {t}/d ang_vel|": column.format(t) for t in TARGETS}, return_width=8)
+    finish(result)
 
 
 if __name__ == "__main__":
