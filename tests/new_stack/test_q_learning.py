@@ -114,7 +114,8 @@ def plain(ray_cluster, tmp_path_factory):
     logdir = str(tmp_path_factory.mktemp("dqn_plain"))
     targets = ("action", "value", "logp", "advantage")
     algo, results, errors = train(dqn_config(logdir, targets, dueling=False, double_q=False))
-    yield algo, results, errors, logdir
+    checkpoint = algo.save_to_path(str(tmp_path_factory.mktemp("dqn_plain_ckpt") / "checkpoint"))
+    yield algo, results, errors, logdir, checkpoint
     algo.stop()
 
 
@@ -124,7 +125,8 @@ def distributional(ray_cluster, tmp_path_factory):
     logdir = str(tmp_path_factory.mktemp("dqn_atoms"))
     config = dqn_config(logdir, ("action", "value"), num_atoms=5, v_min=-10.0, v_max=10.0)
     algo, results, errors = train(config, iterations=1)
-    yield algo, results, errors, logdir
+    checkpoint = algo.save_to_path(str(tmp_path_factory.mktemp("dqn_atoms_ckpt") / "checkpoint"))
+    yield algo, results, errors, logdir, checkpoint
     algo.stop()
 
 
@@ -201,7 +203,7 @@ def test_dueling_dqn_targets_match_finite_differences_of_compute_q_values(duelin
 
 
 def test_plain_dqn_works_and_refuses_logp_and_advantage_once(plain):
-    algo, results, errors, logdir = plain
+    algo, results, errors, logdir, _ = plain
     check_against_q(algo, learner_module(algo), cartpole_obs(), dueling_head=False)
     events = load(logdir, algo)
     for target in ("action", "value"):
@@ -217,7 +219,7 @@ def test_plain_dqn_works_and_refuses_logp_and_advantage_once(plain):
 
 
 def test_distributional_dqn_explains_the_expected_q(distributional):
-    algo, results, errors, logdir = distributional
+    algo, results, errors, logdir, _ = distributional
     assert errors == []
     check_tags(logdir, algo, results, "default_policy", ("action", "value"))
     module = learner_module(algo)
@@ -420,3 +422,31 @@ def test_a_still_unsupported_module_is_refused_once_naming_what_it_lacks():
     assert summaries == [] and len(errors) == 1
     stage, kind, details, count = errors[0]
     assert kind == "UnsupportedModel" and "NoOutputModule" in details and "Traceback" not in details
+
+
+def test_cli_explains_plain_and_distributional_dqn_checkpoints(plain, distributional, tmp_path):
+    """The CLI on the other two Q-heads: a greedy episode each, its value map equal to explain() on
+    the module restored from the checkpoint (whose targets are checked against finite
+    differences above)."""
+    from ray.rllib.core.rl_module.rl_module import RLModule
+
+    checkpoints = {"plain": plain[4], "distributional": distributional[4]}
+    jobs = {
+        name: subprocess.Popen(
+            [*CLI, "explain", checkpoint, "--episodes", "1", "--target", "value", "--quiet"]
+            + ["--out", str(tmp_path / name)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, checkpoint in checkpoints.items()
+    }
+    outputs = {name: job.communicate(timeout=600) for name, job in jobs.items()}
+    for name, checkpoint in checkpoints.items():
+        assert jobs[name].returncode == 0, outputs[name][1][-3000:]
+        path = os.path.join(checkpoint, "learner_group", "learner", "rl_module", "default_policy")
+        restored = RLModule.from_checkpoint(path)
+        saved = np.load(tmp_path / name / "attributions_default_policy_value_gradient.npz")
+        expected = explain(restored, saved["observations"], "gradient", "value")
+        np.testing.assert_allclose(saved["attributions"], expected.values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(saved["target_values"], expected.target_values, rtol=1e-5, atol=1e-6)
