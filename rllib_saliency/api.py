@@ -5,24 +5,18 @@ learner's current weights, wherever the learner lives (the stack package finds i
 :func:`rllib_saliency.stacks.new.learner_module`, or the old stack's policy), then calls
 the engine. Given a model, these functions are the engine's, plus one guard: a value target
 asked of a new-stack env runner's copy of a module (``algo.get_module()``), whose value head
-RLlib does not keep current, is refused.
+RLlib does not keep current, is refused (the stack package decides: ``stacks.check_model``).
 """
 
 from __future__ import annotations
 
-import weakref
 from typing import Any
 
 from rllib_saliency import engine
 from rllib_saliency.activation import ActivationMaximization
 from rllib_saliency.activation import maximize_activation as _maximize_activation
-from rllib_saliency.backends import is_torch_module
 from rllib_saliency.engine import Attribution
-from rllib_saliency.errors import UnsupportedTarget
-from rllib_saliency.stacks import stack_of
-
-# Per torch module: the EnvRunner holding it, or None (looked up once: see env_runner_holding).
-_runner_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+from rllib_saliency.stacks import check_model, stack_of
 
 
 def is_algorithm(model: Any) -> bool:
@@ -74,25 +68,6 @@ def learner_module(algorithm: Any, module_id: str | None = None) -> Any:
     return current_model(algorithm, module_id=module_id)
 
 
-def _check_not_runner_copy(model: Any, target: str) -> None:
-    """A value target of an env runner's copy would explain a value head RLlib does not keep current."""
-    if target != "value" or not is_torch_module(model):
-        return
-    if model not in _runner_of:
-        from rllib_saliency.stacks.new import env_runner_holding
-
-        _runner_of[model] = env_runner_holding(model)
-    runner = _runner_of[model]
-    if runner is not None:
-        raise UnsupportedTarget(
-            f"target 'value': this {type(model).__name__} is {type(runner).__name__} "
-            f"{getattr(runner, 'worker_index', 0)}'s copy of the module (e.g. algo.get_module()), "
-            "which RLlib syncs from the learner only for acting: its value head is missing or not the "
-            "learner's current one. Pass the algorithm instead, explain(algo, obs, target='value') "
-            "(with module_id= for multi-agent), or rllib_saliency.learner_module(algo)."
-        )
-
-
 def _resolve(model: Any, target: str, policy_id: str | None, module_id: str | None) -> Any:
     if is_algorithm(model):
         return current_model(model, policy_id, module_id)
@@ -101,7 +76,7 @@ def _resolve(model: Any, target: str, policy_id: str | None, module_id: str | No
             "policy_id/module_id choose a model of an Algorithm (explain(algo, obs, module_id=...)); "
             f"got a {type(model).__name__}, which is one model already."
         )
-    _check_not_runner_copy(model, target)
+    check_model(model, target)
     return model
 
 

@@ -94,3 +94,11 @@ def sample(callbacks: Any, samples: Any, env_runner: Any, worker: Any) -> None:
         _package("new").sample(callbacks, env_runner or worker, samples)
     else:
         _package("old").sample(callbacks, worker or env_runner, samples)
+
+
+def check_model(model: Any, target: str) -> None:
+    """Refuse a model given directly that cannot answer ``target`` truthfully (new stack: a value
+    target of an env runner's copy of a module); the model's framework says its stack."""
+    from rllib_saliency.backends import is_torch_module
+
+    _package("new" if is_torch_module(model) else "old").check_model(model, target)

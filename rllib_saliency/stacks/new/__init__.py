@@ -35,6 +35,7 @@ from rllib_saliency.stacks.new.checkpoint import (
 from rllib_saliency.stacks.new.rollout import play_new_stack, rollout_new_stack, rollout_new_stack_multi_agent
 from rllib_saliency.stacks.new.training import (
     NAME,
+    check_model,
     current_model,
     env_runner_holding,
     learner_module,
@@ -49,6 +50,7 @@ __all__ = [
     "NEEDS_RAY",
     "before_rllib_import",
     "check_loadable",
+    "check_model",
     "check_movie",
     "collect",
     "current_model",

@@ -481,3 +481,27 @@ def env_runner_holding(module: Any) -> Any:
             if runner is not None:
                 return runner
     return None
+
+
+# Per module: the EnvRunner holding it, or None (looked up once: see env_runner_holding).
+_runner_of: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def check_model(model: Any, target: str) -> None:
+    """A value target of an env runner's copy (e.g. ``algo.get_module()``) would explain a value
+    head RLlib does not keep current: refused, naming what works."""
+    from rllib_saliency.errors import UnsupportedTarget
+
+    if target != "value":
+        return
+    if model not in _runner_of:
+        _runner_of[model] = env_runner_holding(model)
+    runner = _runner_of[model]
+    if runner is not None:
+        raise UnsupportedTarget(
+            f"target 'value': this {type(model).__name__} is {type(runner).__name__} "
+            f"{getattr(runner, 'worker_index', 0)}'s copy of the module (e.g. algo.get_module()), "
+            "which RLlib syncs from the learner only for acting: its value head is missing or not the "
+            "learner's current one. Pass the algorithm instead, explain(algo, obs, target='value') "
+            "(with module_id= for multi-agent), or rllib_saliency.learner_module(algo)."
+        )

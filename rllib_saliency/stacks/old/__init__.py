@@ -43,6 +43,7 @@ __all__ = [
     "NEEDS_RAY",
     "before_rllib_import",
     "check_loadable",
+    "check_model",
     "check_movie",
     "collect",
     "current_model",
@@ -65,6 +66,10 @@ __all__ = [
 MODEL_WORD = "policy"  # what the stack calls a model (messages, ``policy_id=``)
 NEEDS_RAY = True  # the CLI starts Ray to load a policy or rebuild an algorithm
 
+
+
+def check_model(model: Any, target: str) -> None:
+    """Nothing to refuse: a TF policy given directly is the driver's or a worker's full policy."""
 
 
 def on_algorithm_init(callbacks: Any, algorithm: Any) -> None:
