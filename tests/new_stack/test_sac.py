@@ -178,6 +178,7 @@ def test_cli_explains_and_films_a_sac_checkpoint(sac, tmp_path):
     commands = {
         "value": ["explain", "--episodes", "1", "--target", "value"],
         "movie": ["movie", "--episodes", "1", "--max-steps", "60"],
+        "maximize": ["maximize", "--target", "value", "--steps", "20"],
     }
     jobs = {
         name: subprocess.Popen(
@@ -201,3 +202,8 @@ def test_cli_explains_and_films_a_sac_checkpoint(sac, tmp_path):
     critic = explain(restored, movie["observations"], "gradient", "value")
     np.testing.assert_allclose(movie["values"], critic.target_values, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(movie["critic_attributions"], critic.values, rtol=1e-5, atol=1e-6)
+    # Activation maximization of the value: the inputs found score at least the starting ones.
+    found = np.load(tmp_path / "maximize" / "actmax_default_policy_value.npz")
+    values = found["target_values"]  # (steps + 1, starts)
+    assert values[-1].mean() > values[0].mean()
+    assert ((found["inputs"] >= found["low"]) & (found["inputs"] <= found["high"])).all()
