@@ -108,3 +108,17 @@ def run_parallel(
 
 def describe(result: subprocess.CompletedProcess) -> str:
     return f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+
+
+def run_commands(
+    checkpoint: str, commands: dict[str, list[str]], out_dir: str, parallel: int = 2
+) -> dict[str, subprocess.CompletedProcess]:
+    """``rllib-saliency COMMAND CHECKPOINT ARGS --quiet --out out_dir/NAME`` for each
+    ``{NAME: [COMMAND, *ARGS]}``, ``parallel`` at a time; their completed processes by name."""
+
+    def start(name: str, command: list[str]) -> Callable[[], subprocess.Popen]:
+        args = [sys.executable, "-m", "rllib_saliency.cli", command[0], checkpoint, *command[1:]]
+        args += ["--quiet", "--out", os.path.join(out_dir, name)]
+        return lambda: subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    return run_parallel({name: start(name, command) for name, command in commands.items()}, parallel, 600.0)

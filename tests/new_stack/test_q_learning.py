@@ -10,13 +10,12 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from cli_output import describe, run_commands
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.q_net_api import QNetAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
@@ -30,7 +29,6 @@ from rllib_saliency.sample_summaries import Sample, explain_sample
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "rllib_saliency.cli"]
 METHODS = ("gradient", "integrated_gradients")
 
 
@@ -248,18 +246,9 @@ def test_cli_explains_maximizes_and_films_a_dqn_checkpoint(dueling, tmp_path):
         "movie": ["movie", "--episodes", "1"],
         "maximize": ["maximize", "--target", "value", "--steps", "20"],
     }
-    jobs = {
-        name: subprocess.Popen(
-            [*CLI, command[0], checkpoint, *command[1:], "--quiet", "--out", str(tmp_path / name)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, command in commands.items()
-    }
-    outputs = {name: job.communicate(timeout=600) for name, job in jobs.items()}
+    runs = run_commands(checkpoint, commands, str(tmp_path))
     for name in ("advantage", "movie", "maximize"):
-        assert jobs[name].returncode == 0, outputs[name][1][-3000:]
+        assert runs[name].returncode == 0, describe(runs[name])
     saved = np.load(tmp_path / "advantage" / "attributions_default_policy_advantage_gradient.npz")
     expected = explain(restored, saved["observations"], "gradient", "advantage")
     np.testing.assert_allclose(saved["attributions"], expected.values, rtol=1e-5, atol=1e-6)
@@ -274,8 +263,8 @@ def test_cli_explains_maximizes_and_films_a_dqn_checkpoint(dueling, tmp_path):
     critic = explain(restored, obs, "gradient", "value")
     np.testing.assert_allclose(movie["critic_attributions"], critic.values, rtol=1e-5, atol=1e-6)
     assert (tmp_path / "maximize" / "actmax_default_policy_value.npz").exists()
-    assert jobs["logp"].returncode == 1
-    stderr = outputs["logp"][1]
+    assert runs["logp"].returncode == 1
+    stderr = runs["logp"].stderr
     assert "Traceback" not in stderr
     lines = [line for line in stderr.splitlines() if line.startswith("rllib-saliency explain: error:")]
     assert len(lines) == 1 and "DefaultDQNTorchRLModule" in lines[0] and "no action distribution" in lines[0]
@@ -431,19 +420,10 @@ def test_cli_explains_plain_and_distributional_dqn_checkpoints(plain, distributi
     from ray.rllib.core.rl_module.rl_module import RLModule
 
     checkpoints = {"plain": plain[4], "distributional": distributional[4]}
-    jobs = {
-        name: subprocess.Popen(
-            [*CLI, "explain", checkpoint, "--episodes", "1", "--target", "value", "--quiet"]
-            + ["--out", str(tmp_path / name)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, checkpoint in checkpoints.items()
-    }
-    outputs = {name: job.communicate(timeout=600) for name, job in jobs.items()}
+    value = ["explain", "--episodes", "1", "--target", "value"]
     for name, checkpoint in checkpoints.items():
-        assert jobs[name].returncode == 0, outputs[name][1][-3000:]
+        run = run_commands(checkpoint, {name: value}, str(tmp_path))[name]
+        assert run.returncode == 0, describe(run)
         path = os.path.join(checkpoint, "learner_group", "learner", "rl_module", "default_policy")
         restored = RLModule.from_checkpoint(path)
         saved = np.load(tmp_path / name / "attributions_default_policy_value_gradient.npz")

@@ -8,12 +8,11 @@ from __future__ import annotations
 import copy
 import logging
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
+from cli_output import describe, run_commands
 from ray.rllib.core.columns import Columns
 from tb_events import load, scalars
 
@@ -23,7 +22,6 @@ from rllib_saliency.errors import UnsupportedTarget
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "rllib_saliency.cli"]
 METHODS = ("gradient", "integrated_gradients")
 TARGETS = ("action_0", "value", "logp")
 
@@ -180,18 +178,8 @@ def test_cli_explains_and_films_a_sac_checkpoint(sac, tmp_path):
         "movie": ["movie", "--episodes", "1", "--max-steps", "60"],
         "maximize": ["maximize", "--target", "value", "--steps", "20"],
     }
-    jobs = {
-        name: subprocess.Popen(
-            [*CLI, command[0], checkpoint, *command[1:], "--quiet", "--out", str(tmp_path / name)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for name, command in commands.items()
-    }
-    outputs = {name: job.communicate(timeout=600) for name, job in jobs.items()}
-    for name, job in jobs.items():
-        assert job.returncode == 0, outputs[name][1][-3000:]
+    for run in run_commands(checkpoint, commands, str(tmp_path)).values():
+        assert run.returncode == 0, describe(run)
     saved = np.load(tmp_path / "value" / "attributions_default_policy_value_gradient.npz")
     assert len(saved["observations"]) == 200  # one Pendulum episode
     expected = explain(restored, saved["observations"], "gradient", "value")
