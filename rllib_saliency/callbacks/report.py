@@ -116,12 +116,13 @@ class Reporter:
             if self._episodes.due(self._computations_done()):  # ``episode_every``, never raises
                 writer = self._get_writer(algorithm)
                 self._episodes.maybe_log(algorithm, writer, self._computations_done(), step, result)
-            # What this computation cost the training loop (driver wall time), and all of them
-            # so far as a share of the training time (what ``max_overhead`` bounds).
+            # What this computation cost the training loop (driver wall time).
             result[RESULT_KEY]["seconds"] = time.perf_counter() - started
         except Exception as error:  # noqa: BLE001 - a logging failure never kills training
             self.errors.exception("saliency computation", error)
         finally:
+            # A failed computation's time counts too: it blocked training all the same. The share
+            # of all computations so far is what ``max_overhead`` bounds.
             if computed:
                 self.schedule.computed(time.perf_counter() - started)
                 if isinstance(result.get(RESULT_KEY), dict):

@@ -81,6 +81,11 @@ def _is_offline(algorithm: Any) -> bool:
     return bool(getattr(getattr(algorithm, "config", algorithm), "is_offline", False))
 
 
+def _training_side(algorithm: Any) -> Any:
+    """The module that knows this algorithm's training rows: :mod:`.offline` or :mod:`.training`."""
+    return offline if _is_offline(algorithm) else training
+
+
 def on_algorithm_init(callbacks: Any, algorithm: Any) -> None:
     """Offline: hook the learners' minibatches (the rows to explain); online: nothing to do."""
     if _is_offline(algorithm):
@@ -90,20 +95,17 @@ def on_algorithm_init(callbacks: Any, algorithm: Any) -> None:
 def collect(callbacks: Any, algorithm: Any, find: Any) -> list[dict[str, Any]]:
     """The reports of one computation: the env runners' rows (online) or the learners' (offline),
     explained by the learner's module."""
-    side = offline if _is_offline(algorithm) else training
-    return side.collect(callbacks, algorithm, find)
+    return _training_side(algorithm).collect(callbacks, algorithm, find)
 
 
 def model(algorithm: Any, module_id: str) -> Any:
     """A module with that id's spaces (the env runner's; offline, the learner's: there is none)."""
-    side = offline if _is_offline(algorithm) else training
-    return side.model(algorithm, module_id)
+    return _training_side(algorithm).model(algorithm, module_id)
 
 
 def episode_data(algorithm: Any, module_id: str, settings: Any, seed: int, label: str) -> Any:
     """``episode_every``: one greedy episode and its maps."""
-    side = offline if _is_offline(algorithm) else training
-    return side.episode_data(algorithm, module_id, settings, seed, label)
+    return _training_side(algorithm).episode_data(algorithm, module_id, settings, seed, label)
 
 
 def episode_skip_reason(algorithm: Any) -> str | None:
