@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,13 @@ import pytest
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"  # screenshots kept for a person to look at
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+
+
+def free_port() -> int:
+    """A free local port, for a server (TensorBoard) a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def chromium() -> str:

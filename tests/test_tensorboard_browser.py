@@ -23,9 +23,9 @@ import urllib.request
 
 import numpy as np
 import pytest
+from browser import free_port
 from conftest import FRAMEWORK, ppo_config
 from PIL import Image
-from test_callbacks_tensorboard import free_port
 
 from rllib_saliency import SaliencyCallbacks
 

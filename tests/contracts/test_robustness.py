@@ -1,19 +1,23 @@
 """SaliencyCallbacks never breaks training, on this process's stack: a crashed env runner, a
 checkpoint restore (steps continue, the evolution history survives), a user's own callbacks
-composed beside ours (make_multi_callbacks; a plain list on the new stack). Stack-only cases stay in
-tests/test_callbacks_robustness.py and tests/new_stack/test_callbacks_robustness_new_stack.py."""
+composed beside ours (make_multi_callbacks; a plain list on the new stack), an unwritable log dir,
+a model the engine cannot explain, a chart that fails to draw. Written once for both stacks; each
+stack's unexplainable model is in tests/unsupported_models.py."""
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 
 import numpy as np
 import pytest
+import unsupported_models
 from conftest import STACK
 from ray.rllib.algorithms.algorithm import Algorithm
 from tb_events import load, scalars
 
-from rllib_saliency import SaliencyCallbacks
+from rllib_saliency import SaliencyCallbacks, render
 from rllib_saliency.history import HISTORY_FILE, EvolutionHistory
 
 pytestmark = pytest.mark.slow
@@ -105,3 +109,86 @@ def test_composes_with_user_callbacks(ray_cluster, tmp_path, form):
         assert algo.env_runner_group.foreach_env_runner(user_batches, local_env_runner=False)[0] >= 2
     finally:
         algo.stop()
+
+
+def saliency_errors(caplog) -> list[str]:
+    return [
+        r.getMessage() for r in caplog.records if r.name == "rllib_saliency" and r.levelno >= logging.ERROR
+    ]
+
+
+def test_unwritable_logdir_keeps_training_and_results(ray_cluster, tmp_path, caplog):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    config = STACK.config().callbacks(
+        SaliencyCallbacks.configure(
+            every=1, methods=("gradient",), targets=("action",), logdir=str(blocker / "logs")
+        )
+    )
+    algo = config.build_algo()
+    try:
+        with caplog.at_level(logging.ERROR, logger="rllib_saliency"):
+            results = [algo.train() for _ in range(2)]
+        for result in results:
+            assert np.isfinite(result["env_runners"]["episode_return_mean"])
+            assert float(result["saliency"]["default_policy/action/gradient/mean_abs/f2"]) > 0
+        assert results[-1]["saliency"]["errors"] == 2
+        opening = [m for m in saliency_errors(caplog) if "opening the TensorBoard log dir" in m]
+        assert len(opening) == 1 and "NotADirectoryError" in opening[0]  # logged once, with the traceback
+    finally:
+        algo.stop()
+
+
+def test_a_model_the_engine_cannot_explain_is_reported_once_and_skipped(ray_cluster, tmp_path, caplog):
+    config, message = getattr(unsupported_models, f"{STACK.name}_stack")(STACK.config())
+    config = config.callbacks(
+        SaliencyCallbacks.configure(every=1, methods=("gradient",), targets=("action",), logdir=str(tmp_path))
+    )
+    algo = config.build_algo()
+    try:
+        with caplog.at_level(logging.ERROR, logger="rllib_saliency"):
+            results = [algo.train() for _ in range(2)]
+        assert results[-1]["training_iteration"] == 2
+        assert np.isfinite(results[-1]["env_runners"]["episode_return_mean"])
+        assert results[-1]["saliency"]["errors"] == 1  # reported once, then the model is skipped
+        messages = saliency_errors(caplog)
+        assert len(messages) == 1 and message in messages[0]
+    finally:
+        algo.stop()
+
+
+def test_images_render_off_the_training_thread_and_a_render_failure_keeps_training(
+    ray_cluster, tmp_path, caplog, monkeypatch
+):
+    """Charts are drawn on the callback's image thread (training does not wait for them); a
+    chart that fails to draw is logged and counted, and the scalars of every step are written."""
+    drawn_on: list[str] = []
+    draw = render.importance_chart
+
+    def importance_chart(*args, **kwargs):
+        drawn_on.append(threading.current_thread().name)
+        if len(drawn_on) > 1:
+            raise RuntimeError("no fonts")
+        return draw(*args, **kwargs)
+
+    monkeypatch.setattr(render, "importance_chart", importance_chart)
+    config = STACK.config().callbacks(
+        SaliencyCallbacks.configure(
+            every=1, methods=("gradient",), targets=("action",), image_every=1, logdir=str(tmp_path)
+        )
+    )
+    algo = config.build_algo()
+    try:
+        with caplog.at_level(logging.ERROR, logger="rllib_saliency"):
+            results = [algo.train() for _ in range(3)]
+        events = load(str(tmp_path), algo)
+    finally:
+        algo.stop()
+    assert drawn_on and all(name.startswith("rllib-saliency-images") for name in drawn_on)
+    assert threading.current_thread().name not in drawn_on
+    steps = [STACK.step(r) for r in results]
+    assert sorted(scalars(events, TAG)) == steps
+    assert [e.step for e in events.Images("saliency/default_policy/action/gradient/importance")] == steps[:1]
+    # The failure of computation 2 is counted in the result of computation 3 (it renders meanwhile).
+    assert results[2]["saliency"]["errors"] >= 1
+    assert any("rendering images failed" in m for m in saliency_errors(caplog))

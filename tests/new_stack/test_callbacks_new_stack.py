@@ -12,64 +12,9 @@ from ray.rllib.core.rl_module.apis.value_function_api import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from tb_events import load, scalars
 
-from rllib_saliency import SaliencyCallbacks, explain
-from rllib_saliency.callbacks import find_saliency_callbacks
+from rllib_saliency import SaliencyCallbacks
 
 pytestmark = pytest.mark.slow
-
-
-def expected_mean_abs(algo, module_id: str, target: str, method: str, actions: bool = False) -> np.ndarray:
-    """explain() with the learner's module on the observations the callback explained last."""
-    obs, taken = find_saliency_callbacks(algo).last_explained[module_id]
-    attribution = explain(
-        learner_module(algo, module_id), obs, method, target, actions=taken if actions else None
-    )
-    return np.abs(attribution.values).mean(axis=0)
-
-
-def test_multi_agent_modules_are_logged_separately(ray_cluster, tmp_path):
-    from ray.rllib.examples.envs.classes.multi_agent import MultiAgentCartPole
-
-    config = (
-        new_ppo_config()
-        .environment(MultiAgentCartPole, env_config={"num_agents": 2})
-        .multi_agent(policies={"p0", "p1"}, policy_mapping_fn=lambda agent_id, *a, **k: f"p{agent_id}")
-        .callbacks(
-            SaliencyCallbacks.configure(
-                every=1,
-                methods=("gradient",), targets=("value", "logp"), logdir=str(tmp_path)
-            )
-        )
-    )
-    algo = config.build_algo()
-    try:
-        result = algo.train()
-        events = load(str(tmp_path), algo)
-        step = result["training_iteration"]
-        values = {}
-        for module_id in ("p0", "p1"):
-            for target in ("value", "logp"):
-                logged = [
-                    scalars(events, f"saliency/{module_id}/{target}/gradient/mean_abs/f{j}")[step]
-                    for j in range(4)
-                ]
-                expected = expected_mean_abs(algo, module_id, target, "gradient", actions=target == "logp")
-                np.testing.assert_allclose(logged, expected, rtol=1e-4)
-                values[module_id, target] = np.array(logged)
-        # Two independently initialised modules: their value maps must differ.
-        assert not np.allclose(values["p0", "value"], values["p1", "value"], rtol=1e-3)
-        assert "errors" not in result["saliency"]
-        # explain(algo, ...) picks a module by id, and wants one when there are several.
-        obs = np.zeros((3, 4), np.float32)
-        for module_id in ("p0", "p1"):
-            np.testing.assert_array_equal(
-                explain(algo, obs, target="value", module_id=module_id).values,
-                explain(learner_module(algo, module_id), obs, target="value").values,
-            )
-        with pytest.raises(ValueError, match=r"several models \['p0', 'p1'\]: pass module_id="):
-            explain(algo, obs)
-    finally:
-        algo.stop()
 
 
 def test_same_weights_with_and_without_the_callback(ray_cluster, tmp_path):

@@ -1,4 +1,6 @@
-"""Under Tune, and through a real TensorBoard server: where the events land and what it shows."""
+"""Under Tune, on this process's stack, and through a real TensorBoard server: where the events land
+and what it shows. Written once for both stacks (the new stack's copy was in
+tests/new_stack/test_callbacks_robustness_new_stack.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +8,14 @@ import csv
 import glob
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
-from conftest import ppo_config
+from browser import free_port
+from conftest import STACK
 from tb_events import load, scalars
 
 from rllib_saliency import SaliencyCallbacks
@@ -27,7 +29,7 @@ TAG = "saliency/default_policy/action/gradient/mean_abs/f0"
 def tune_trial_dir(ray_cluster, tmp_path_factory):
     from ray import tune
 
-    config = ppo_config().callbacks(
+    config = STACK.config().callbacks(
         SaliencyCallbacks.configure(every=1, methods=("gradient",), targets=("action",), image_every=1)
     )
     storage = tmp_path_factory.mktemp("tune")
@@ -63,14 +65,10 @@ def test_other_tune_loggers_get_the_scalars(tune_trial_dir):
     column = "saliency/default_policy/action/gradient/mean_abs/f0"
     assert len(rows) == 2 and all(float(row[column]) > 0 for row in rows)
     with open(os.path.join(tune_trial_dir, "result.json")) as file:
-        first = json.loads(file.readline())
-    assert first["saliency"]["default_policy/action/gradient/mean_abs/f0"] > 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        results = [json.loads(line) for line in file]
+    assert all(r["saliency"]["default_policy/action/gradient/mean_abs/f0"] > 0 for r in results)
+    # Each result's step is the one our events carry (new stack: the iteration, no timesteps_total).
+    assert sorted(scalars(load(tune_trial_dir), TAG)) == [STACK.step(r) for r in results]
 
 
 def test_a_real_tensorboard_server_lists_our_tags(tune_trial_dir):
