@@ -136,11 +136,12 @@ _algorithms: dict = {}
 
 @pytest.fixture(scope="session")
 def trained(ray_cluster):
-    """``trained(env)``: a PPO algorithm on ``env`` after one real training iteration."""
+    """``trained(env)``: a PPO algorithm on ``env``, on this process's stack, after one real
+    training iteration; shared by the tests of a process."""
 
     def build(env: str):
         if env not in _algorithms:
-            algo = ppo_config(env).build_algo()
+            algo = STACK.config(env).build_algo()
             algo.train()
             _algorithms[env] = algo
         return _algorithms[env]
