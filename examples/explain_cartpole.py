@@ -1,6 +1,9 @@
 """Train PPO on CartPole for a few iterations, then explain the policy with every method.
 
-Run: python examples/explain_cartpole.py [--framework tf|tf2] [--iterations 3]
+Run: python examples/explain_cartpole.py [--framework torch|tf|tf2] [--iterations 3]
+
+``torch`` (the default) is RLlib's new API stack; ``tf``/``tf2`` its old one. The explaining is
+the same line on both.
 """
 
 from __future__ import annotations
@@ -23,19 +26,21 @@ FEATURES = ["cart_position", "cart_velocity", "pole_angle", "pole_angular_veloci
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--framework", choices=("tf", "tf2"), default="tf")
+    parser.add_argument("--framework", choices=("torch", "tf", "tf2"), default="torch")
     parser.add_argument("--iterations", type=int, default=3)
     args = parser.parse_args()
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     config = (
         PPOConfig()
-        # RLlib's TensorFlow policies live on the old API stack.
-        .api_stack(enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False)
         .environment("CartPole-v1")
-        .framework(args.framework)
         .env_runners(num_env_runners=0)
+        .training(train_batch_size=1000, minibatch_size=250, num_epochs=4)  # short iterations
     )
+    if args.framework != "torch":  # RLlib's TensorFlow policies live on the old API stack.
+        config = config.api_stack(
+            enable_rl_module_and_learner=False, enable_env_runner_and_connector_v2=False
+        ).framework(args.framework)
     algo = config.build_algo()
     for i in range(args.iterations):
         result = algo.train()
@@ -47,7 +52,8 @@ def main() -> None:
     print(f"\nmean |attribution| per feature, {len(obs)} observations, target 'action' (greedy logit)")
     print(f"{'method':24s}" + "".join(f"{name:>24s}" for name in FEATURES))
     for method in METHODS:
-        # explain(algo, ...): the model with the learner's current weights (here: the TF policy).
+        # explain(algo, ...): the model with the learner's current weights (the learner's RLModule,
+        # or on the old stack the TF policy).
         attribution = explain(algo, obs, method=method, target="action")
         print(f"{method:24s}" + "".join(f"{v:24.4f}" for v in np.abs(attribution.values).mean(0)))
     ig = explain(algo, obs, method="integrated_gradients", target="value")

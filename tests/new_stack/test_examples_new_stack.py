@@ -3,24 +3,10 @@ share are contracts (tests/contracts/)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from example_runs import run_example
 
 pytestmark = pytest.mark.slow
-
-EXAMPLES = Path(__file__).resolve().parent.parent.parent / "examples"
-
-
-def run_example(name: str, *args: str, cwd: Path) -> str:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args], cwd=cwd, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
-
 
 @pytest.mark.parametrize(
     ("example", "targets"),
