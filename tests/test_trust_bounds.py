@@ -190,7 +190,8 @@ def test_logged_trust_scalars_stay_in_range_on_a_trained_policy(trained):
     rng = np.random.default_rng(0)
     for scale in (1.0, 1e-3):
         sample = Sample(obs * scale, np.zeros(len(obs), np.int64))
-        summaries, errors = explain_sample(policy, "default_policy", sample, settings, rng)
+        explained = explain_sample(policy, "default_policy", sample, settings, rng)
+        summaries, errors = explained.summaries, explained.errors
         assert not errors
         logged = {(s.key, name): value for s in merge(summaries) for name, value in s.trust.items()}
         assert any(name == "deletion_auc" for _, name in logged)

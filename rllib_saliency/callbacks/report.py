@@ -25,6 +25,7 @@ from rllib_saliency.callbacks.images import BackgroundImages
 from rllib_saliency.callbacks.schedule import ComputationSchedule
 from rllib_saliency.callbacks.settings import SaliencySettings
 from rllib_saliency.history import HISTORY_FILE, EvolutionHistory
+from rllib_saliency.sample_summaries import COSTLY_TRUST, ComputationPlan
 from rllib_saliency.summaries import MergedSummary, feature_layout, merge
 
 logger = logging.getLogger("rllib_saliency")
@@ -81,21 +82,34 @@ class Reporter:
         self._unimaged: tuple[Any, ...] | None = None
         self._images = BackgroundImages(self.errors)
         self._episodes = TrainingEpisodes(settings, stack, self.errors, self._images)
-        self.schedule = ComputationSchedule(settings.every, settings.max_overhead)
+        further_parts = len(settings.methods) > 1 or any(
+            m in COSTLY_TRUST for m in settings.trust_metrics
+        )
+        self.schedule = ComputationSchedule(settings.every, settings.max_overhead, further_parts)
 
-    def on_train_result(self, algorithm: Any, result: dict, collect: Callable[[], list[dict]]) -> None:
-        """One computation, if due: ``collect`` asks the stack for its workers' reports."""
+    def on_train_result(
+        self, algorithm: Any, result: dict, collect: Callable[[ComputationPlan], list[dict]]
+    ) -> None:
+        """One computation, if due: ``collect(plan)`` asks the stack for its workers' reports."""
         started = time.perf_counter()
-        computed = False
+        plan = None
+        deferred: dict[str, float] = {}
         try:
             iteration = int(result["training_iteration"])
-            if not self.schedule.due(result):
+            plan = self.schedule.plan(result)
+            if plan is None:
                 return
-            computed = True
             # The step Tune's TensorBoard logger uses for this result, so our
             # events line up with RLlib's curves.
             step = int(result.get("timesteps_total") or iteration)
-            reports = collect()
+            reports = collect(plan)
+            # Workers explain side by side: the slowest one's deferred parts are what a
+            # complete computation would add.
+            deferred = max(
+                (report.get("deferred") or {} for report in reports),
+                key=lambda parts: (sum(parts.values()), len(parts)),
+                default={},
+            )
             merged = self._merge_reports(algorithm, reports)
             names = {s.key: self._names_for(algorithm, s) for s in merged}
             shares = {s.key: self._shares(algorithm, s) for s in merged}
@@ -118,13 +132,15 @@ class Reporter:
                 self._episodes.maybe_log(algorithm, writer, self._computations_done(), step, result)
             # What this computation cost the training loop (driver wall time).
             result[RESULT_KEY]["seconds"] = time.perf_counter() - started
+            if plan.light or deferred:  # the parts of the configured work this one left out
+                result[RESULT_KEY]["partial"] = 1
         except Exception as error:  # noqa: BLE001 - a logging failure never kills training
             self.errors.exception("saliency computation", error)
         finally:
             # A failed computation's time counts too: it blocked training all the same. The share
             # of all computations so far is what ``max_overhead`` bounds.
-            if computed:
-                self.schedule.computed(time.perf_counter() - started)
+            if plan is not None:
+                self.schedule.computed(time.perf_counter() - started, plan, deferred)
                 if isinstance(result.get(RESULT_KEY), dict):
                     result[RESULT_KEY]["overhead"] = self.schedule.share()
         if self.errors.total and isinstance(result, dict):

@@ -89,6 +89,11 @@ class AttributionMethod(Protocol):
     ) -> MethodResult:
         """Attributions with the shape of ``inputs``."""
 
+    def passes(self, options: Mapping[str, Any], obs_shape: tuple[int, ...]) -> int:
+        """Model passes per row with these (checked) options, counting a forward-only pass as a
+        whole one: an upper bound of the cost relative to one gradient, for the training
+        callback's time budget (``callbacks/schedule.py``)."""
+
 
 def fill_defaults(method: AttributionMethod, options: Mapping[str, Any]) -> dict[str, Any]:
     """Defaults plus ``options``; ValueError for an option the method does not take."""

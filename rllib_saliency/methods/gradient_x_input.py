@@ -18,6 +18,9 @@ class GradientXInput:
     def check_options(self, options: Mapping[str, Any], obs_shape: tuple[int, ...]) -> dict[str, Any]:
         return fill_defaults(self, options)
 
+    def passes(self, options: Mapping[str, Any], obs_shape: tuple[int, ...]) -> int:
+        return 1
+
     def attribute(
         self, fn: TargetFunction, inputs: np.ndarray, context: BatchContext, **options: Any
     ) -> MethodResult:

@@ -35,6 +35,9 @@ class IntegratedGradients:
         checked["baseline"] = check_baseline(self.name, checked["baseline"], obs_shape)
         return checked
 
+    def passes(self, options: Mapping[str, Any], obs_shape: tuple[int, ...]) -> int:
+        return int(options["steps"])
+
     def attribute(
         self, fn: TargetFunction, inputs: np.ndarray, context: BatchContext, **options: Any
     ) -> MethodResult:

@@ -45,6 +45,9 @@ class NoiseTunnel:
         checked.update(self.inner.check_options(inner_options, obs_shape))
         return checked
 
+    def passes(self, options: Mapping[str, Any], obs_shape: tuple[int, ...]) -> int:
+        return int(options["n_samples"]) * self.inner.passes(options, obs_shape)
+
     def attribute(
         self, fn: TargetFunction, inputs: np.ndarray, context: BatchContext, **options: Any
     ) -> MethodResult:

@@ -101,6 +101,20 @@ class Occlusion:
                 raise ValueError(f"method 'occlusion': option {name!r} must be a number > 0; got {sigma!r}.")
         return checked
 
+    def passes(self, options: Mapping[str, Any], obs_shape: tuple[int, ...]) -> int:
+        """One pass for the unoccluded rows plus one per occluded feature, or per patch position
+        of an image (its edge positions included)."""
+        if len(obs_shape) != 3:
+            return 1 + int(np.prod(obs_shape))
+        stride = options["stride"]
+        if options["mask"] == "gaussian":
+            positions = -(-obs_shape[0] // stride) * -(-obs_shape[1] // stride)
+        else:
+            size = options["patch_size"]
+            rows, cols = (max(side - size, 0) // stride + 2 for side in obs_shape[:2])
+            positions = rows * cols
+        return 1 + positions
+
     def attribute(
         self, fn: TargetFunction, inputs: np.ndarray, context: BatchContext, **options: Any
     ) -> MethodResult:

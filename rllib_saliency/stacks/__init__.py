@@ -16,8 +16,8 @@ training (the callback, ``explain(algo, ...)``):
   :func:`sample`, which picks the stack from what RLlib hands over);
 * ``on_algorithm_init(callbacks, algorithm)``: on the driver, when the algorithm is built (the
   new stack hooks an offline algorithm's learners here: their minibatches are the rows);
-* ``collect(callbacks, algorithm, find)``: on the driver, the workers' reports
-  (summaries, errors, observations), errors as data, never raising;
+* ``collect(callbacks, algorithm, find, plan)``: on the driver, the workers' reports
+  (summaries, errors, observations, the parts ``plan`` deferred), errors as data, never raising;
 * ``model_ids(algorithm)`` and ``current_model(algorithm, model_id)``: the model that holds
   every target with the learner's current weights (new stack: the learner's module, a local
   copy when the learner is remote; old stack: the driver's policy), for ``explain(algo, ...)``;

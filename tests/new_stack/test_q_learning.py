@@ -407,8 +407,9 @@ def test_a_still_unsupported_module_is_refused_once_naming_what_it_lacks():
     # The callback's per-module step: one record for the whole module, not one per target and method.
     settings = SaliencySettings(targets=("action", "value", "logp"))
     sample = Sample(obs, np.zeros(len(obs), np.int64), ())
-    summaries, errors = explain_sample(module, "m", sample, settings, np.random.default_rng(0))
-    assert summaries == [] and len(errors) == 1
+    explained = explain_sample(module, "m", sample, settings, np.random.default_rng(0))
+    errors = explained.errors
+    assert explained.summaries == [] and len(errors) == 1
     stage, kind, details, count = errors[0]
     assert kind == "UnsupportedModel" and "NoOutputModule" in details and "Traceback" not in details
 

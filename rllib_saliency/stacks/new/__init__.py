@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rllib_saliency.errors import CLIError
+from rllib_saliency.sample_summaries import FULL, ComputationPlan
 from rllib_saliency.stacks.checkpoint import Checkpoint
 from rllib_saliency.stacks.new import offline, training
 from rllib_saliency.stacks.new.checkpoint import (
@@ -92,10 +93,10 @@ def on_algorithm_init(callbacks: Any, algorithm: Any) -> None:
         offline.install(callbacks, algorithm)
 
 
-def collect(callbacks: Any, algorithm: Any, find: Any) -> list[dict[str, Any]]:
+def collect(callbacks: Any, algorithm: Any, find: Any, plan: ComputationPlan = FULL) -> list[dict[str, Any]]:
     """The reports of one computation: the env runners' rows (online) or the learners' (offline),
-    explained by the learner's module."""
-    return _training_side(algorithm).collect(callbacks, algorithm, find)
+    explained by the learner's module as far as ``plan`` allows."""
+    return _training_side(algorithm).collect(callbacks, algorithm, find, plan)
 
 
 def model(algorithm: Any, module_id: str) -> Any:

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from rllib_saliency.sample_summaries import FULL, ComputationPlan
 from rllib_saliency.stacks.new.offline_env import connectors_from_config, is_offline_config
 from rllib_saliency.stacks.new.training import (
     NAME,
@@ -205,7 +206,9 @@ def take_from_learner(learner: Any, make_store: Callable[[], Any]) -> dict[str, 
         return {"errors": [("offline sampling", "TakeFailed", traceback.format_exc(), 1)]}
 
 
-def collect(callbacks: Any, algorithm: Any, find: Callable[[Any], Any]) -> list[dict[str, Any]]:
+def collect(
+    callbacks: Any, algorithm: Any, find: Callable[[Any], Any], plan: ComputationPlan = FULL
+) -> list[dict[str, Any]]:
     """Driver side: the learners' reservoirs of training rows, explained by the learner's module."""
     make_store = functools.partial(type(callbacks.store), callbacks.settings)
     results = algorithm.learner_group.foreach_learner(
@@ -218,7 +221,7 @@ def collect(callbacks: Any, algorithm: Any, find: Callable[[Any], Any]) -> list[
     install_errors = _install_errors.pop(algorithm, [])
     if install_errors:
         parts.append({"errors": install_errors})
-    return explain_parts(callbacks, algorithm, parts)
+    return explain_parts(callbacks, algorithm, parts, plan)
 
 
 def model(algorithm: Any, module_id: str) -> Any:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from rllib_saliency.backends import check_supported, is_multi_module
-from rllib_saliency.sample_summaries import Sample, explain_sample
+from rllib_saliency.sample_summaries import FULL, ComputationPlan, Sample, explain_sample
 
 NAME = "new"
 DEFAULT_MODULE_ID = "default_policy"  # ray.rllib.core.DEFAULT_MODULE_ID, without importing it
@@ -240,24 +240,30 @@ def take_samples(env_runner: Any, find: Callable[[Any], Any]) -> dict[str, Any]:
 
 
 def explain_on_learner(
-    learner: Any, samples: dict[str, Sample], settings: Any, seed: list[int], layout_spaces: dict
+    learner: Any,
+    samples: dict[str, Sample],
+    settings: Any,
+    seed: list[int],
+    layout_spaces: dict,
+    plan: ComputationPlan = FULL,
 ) -> dict:
     """Runs where the learner is: explain each module's samples with the learner's module."""
     try:
         modules = learner.module
         rng = np.random.default_rng(seed)
-        report: dict[str, Any] = {"summaries": [], "errors": []}
+        report: dict[str, Any] = {"summaries": [], "errors": [], "deferred": {}}
         for module_id, sample in samples.items():
             if module_id not in modules.keys():
                 report["errors"].append(
                     (f"policy {module_id}", "UnknownModule", f"the learner has no module {module_id!r}", 1)
                 )
                 continue
-            summaries, errors = explain_sample(
-                modules[module_id], module_id, sample, settings, rng, layout_spaces.get(module_id)
+            explained = explain_sample(
+                modules[module_id], module_id, sample, settings, rng, layout_spaces.get(module_id), plan
             )
-            report["summaries"] += summaries
-            report["errors"] += errors
+            report["summaries"] += explained.summaries
+            report["errors"] += explained.errors
+            report["deferred"].update({f"{module_id}/{k}": v for k, v in explained.deferred.items()})
         return report
     except BaseException as error:  # noqa: BLE001 - must not take a remote learner down
         details = traceback.format_exc()
@@ -279,7 +285,9 @@ def _merge_samples(parts: list[dict[str, Sample]]) -> dict[str, Sample]:
     }
 
 
-def collect(callbacks: Any, algorithm: Any, find: Callable[[Any], Any]) -> list[dict[str, Any]]:
+def collect(
+    callbacks: Any, algorithm: Any, find: Callable[[Any], Any], plan: ComputationPlan = FULL
+) -> list[dict[str, Any]]:
     """Driver side: the env runners' reservoirs, explained where the learner is. ``find(runner)``
     returns the runner's callbacks instance (passed in: the callback package is a floor above)."""
     group = algorithm.env_runner_group
@@ -288,10 +296,12 @@ def collect(callbacks: Any, algorithm: Any, find: Callable[[Any], Any]) -> list[
         parts = group.foreach_env_runner(take, local_env_runner=False, healthy_only=True)
     else:
         parts = [take(algorithm.env_runner)]
-    return explain_parts(callbacks, algorithm, parts)
+    return explain_parts(callbacks, algorithm, parts, plan)
 
 
-def explain_parts(callbacks: Any, algorithm: Any, parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def explain_parts(
+    callbacks: Any, algorithm: Any, parts: list[dict[str, Any]], plan: ComputationPlan = FULL
+) -> list[dict[str, Any]]:
     """Driver side: workers' drained reservoirs (env runners', or offline the learners' own,
     ``stacks/new/offline.py``) merged and explained where the learner is."""
     samples = _merge_samples([part.get("samples", {}) for part in parts])
@@ -313,6 +323,7 @@ def explain_parts(callbacks: Any, algorithm: Any, parts: list[dict[str, Any]]) -
         settings=callbacks.settings,
         seed=callbacks.computation_seed(),
         layout_spaces=report["layout_spaces"],
+        plan=plan,
     )
     results = algorithm.learner_group.foreach_learner(compute)
     outcomes = [result.get() for result in results if result.ok]

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from rllib_saliency.backends import check_supported, policy_mode
-from rllib_saliency.sample_summaries import explain_sample
+from rllib_saliency.sample_summaries import FULL, ComputationPlan, explain_sample
 from rllib_saliency.stacks.old.batches import per_step_states
 
 NAME = "old"
@@ -48,9 +48,11 @@ def weights_fingerprint(policy_or_algorithm: Any, policy_id: str | None = None) 
     return float(sum(np.asarray(w, np.float64).sum() for w in arrays))
 
 
-def compute_on_env_runner(worker: Any, find: Callable[[Any], Any]) -> dict[str, Any]:
-    """Runs on an env runner: explain the reservoirs of the callbacks ``find`` finds on it.
-    Returns errors as data, never raises."""
+def compute_on_env_runner(
+    worker: Any, find: Callable[[Any], Any], plan: ComputationPlan = FULL
+) -> dict[str, Any]:
+    """Runs on an env runner: explain the reservoirs of the callbacks ``find`` finds on it, as far
+    as ``plan`` allows. Returns errors as data, never raises."""
     try:
         callbacks = find(worker)
         if callbacks is None:
@@ -61,6 +63,7 @@ def compute_on_env_runner(worker: Any, find: Callable[[Any], Any]) -> dict[str, 
             "errors": callbacks.store.errors.take(),
             "fingerprints": {},
             "skipped": skipped,
+            "deferred": {},
         }
         for policy_id, sample in samples.items():
             callbacks.remember(policy_id, sample)
@@ -70,20 +73,25 @@ def compute_on_env_runner(worker: Any, find: Callable[[Any], Any]) -> dict[str, 
             except Exception:  # noqa: BLE001
                 report["errors"].append((f"policy {policy_id}", "PolicyError", traceback.format_exc(), 1))
                 continue
-            summaries, errors = explain_sample(policy, policy_id, sample, callbacks.settings, callbacks.rng)
-            report["summaries"] += summaries
-            report["errors"] += errors
+            explained = explain_sample(
+                policy, policy_id, sample, callbacks.settings, callbacks.rng, plan=plan
+            )
+            report["summaries"] += explained.summaries
+            report["errors"] += explained.errors
+            report["deferred"].update({f"{policy_id}/{k}": v for k, v in explained.deferred.items()})
         callbacks.add_starting_points(report, samples)
         return report
     except BaseException as error:  # noqa: BLE001 - must not take the env runner down
         return {"summaries": [], "errors": [("compute", type(error).__name__, traceback.format_exc(), 1)]}
 
 
-def collect(callbacks: Any, algorithm: Any, find: Callable[[Any], Any]) -> list[dict[str, Any]]:
+def collect(
+    callbacks: Any, algorithm: Any, find: Callable[[Any], Any], plan: ComputationPlan = FULL
+) -> list[dict[str, Any]]:
     """Driver side: every env runner explains its own reservoirs. ``find(runner)`` returns the
     runner's callbacks instance (passed in: the callback package is a floor above)."""
     group = algorithm.env_runner_group
-    compute = functools.partial(compute_on_env_runner, find=find)
+    compute = functools.partial(compute_on_env_runner, find=find, plan=plan)
     if group.num_remote_env_runners() > 0:
         return group.foreach_env_runner(compute, local_env_runner=False, healthy_only=True)
     return [compute(algorithm.env_runner)]
