@@ -1,6 +1,6 @@
 """The ``rllib-saliency`` command on old-API-stack checkpoints, as subprocesses (one Ray instance each):
 what only the old stack has (policy checkpoints, custom TF models and envs of a user's module, image,
-LSTM and attention policies). The contracts both stacks keep are in tests/contracts/test_cli.py.
+LSTM and attention policies). The contracts both stacks keep are in tests/contracts/test_cli_commands.py.
 
 Each CLI run starts Python, TensorFlow and a local Ray instance (~10 s), so the runs
 of this module are started together, a few at a time, by one module fixture; the
@@ -444,7 +444,7 @@ def test_explain_lstm_fed_previous_action_and_reward(setup):
 )
 def test_policy_and_torch_checkpoint_errors_exit_1_with_a_message(setup, capsys, arguments, messages):
     """Errors found before Ray starts, checked in this process through main() (the errors of both
-    stacks: tests/contracts/test_cli.py)."""
+    stacks: tests/contracts/test_cli_commands.py)."""
     from rllib_saliency.cli import main
 
     paths = {"root": str(setup["root"]), **setup["checkpoints"]}
@@ -459,7 +459,7 @@ def test_policy_and_torch_checkpoint_errors_exit_1_with_a_message(setup, capsys,
 
 def test_feature_names_of_algorithm_and_policy_checkpoints(setup):
     """Algorithm and policy checkpoints keep SaliencyCallbacks' settings in their config; the CLI
-    names features from them (checkpoints of both stacks: tests/contracts/test_cli.py)."""
+    names features from them (checkpoints of both stacks: tests/contracts/test_cli_commands.py)."""
     from rllib_saliency.stacks import inspect_checkpoint
 
     checkpoints = setup["checkpoints"]

@@ -1,5 +1,5 @@
 """``rllib-saliency explain|maximize`` on new-API-stack checkpoints (torch RLModules), as subprocesses:
-what only the new stack has (the contracts both stacks keep are in tests/contracts/test_cli.py).
+what only the new stack has (the contracts both stacks keep are in tests/contracts/test_cli_commands.py).
 
 Tiny real PPO runs (one training iteration) are saved with ``algo.save_to_path``:
 FrozenLake-v1 (Discrete
@@ -343,7 +343,7 @@ def test_multi_agent_module_no_agent_acts_with_exits_1(setup, capsys):
 )
 def test_module_and_multi_agent_errors_exit_1_with_a_message(setup, capsys, arguments, messages):
     """Errors found before anything is loaded, checked in this process through main() (the errors
-    of both stacks: tests/contracts/test_cli.py)."""
+    of both stacks: tests/contracts/test_cli_commands.py)."""
     from rllib_saliency.cli import main
 
     root = setup["root"]
