@@ -3,12 +3,17 @@ new-stack CLI tests."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+CLI = [sys.executable, "-m", "rllib_saliency.cli"]
+CONSOLE_SCRIPT = str(Path(sys.executable).with_name("rllib-saliency"))
 
 
 def check_time_and_view(stdout: str, out_dir: str, phases: list[str]) -> dict[str, float]:
@@ -82,6 +87,23 @@ def check_demo(stdout: str, stderr: str, out_dir: str) -> None:
     assert list(data["feature_names"]) == DEMO_FEATURES  # read from the checkpoint
 
 
+def replay(env_id: str, actions, episode_ids, encode=lambda o: o):
+    """The observations of the recorded episodes replayed with the recorded actions (episode k
+    reset with seed k, the CLI's default --seed 0); each episode must have been played to its end."""
+    import gymnasium as gym
+    import numpy as np
+
+    env = gym.make(env_id)
+    rows = []
+    for k in np.unique(episode_ids):
+        obs, _ = env.reset(seed=int(k))
+        for action in actions[episode_ids == k]:
+            rows.append(encode(obs))
+            obs, _, terminated, truncated, _ = env.step(action)
+        assert terminated or truncated  # whole episodes
+    return np.asarray(rows, np.float32)
+
+
 def run_parallel(
     starts: dict[str, Callable[[], subprocess.Popen]], parallel: int, limit: float = 300.0
 ) -> dict[str, subprocess.CompletedProcess]:
@@ -108,6 +130,27 @@ def run_parallel(
 
 def describe(result: subprocess.CompletedProcess) -> str:
     return f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+
+
+def start(args: list[str], pythonpath: str | None = None, command: list[str] = CLI) -> subprocess.Popen:
+    """``command ARGS`` (the CLI through ``python -m`` unless told), stdout and stderr piped; with
+    ``pythonpath`` put first on the child's PYTHONPATH."""
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (pythonpath, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def run_all(jobs: dict[str, list[str] | dict], parallel: int = 2) -> dict[str, subprocess.CompletedProcess]:
+    """Run CLI invocations, ``parallel`` at a time; their completed processes by name. A job is the
+    CLI's arguments, or the keyword arguments of ``start`` (``args``, ``pythonpath``, ``command``)."""
+
+    def starter(job: list[str] | dict) -> Callable[[], subprocess.Popen]:
+        return functools.partial(start, **job) if isinstance(job, dict) else functools.partial(start, job)
+
+    return run_parallel({name: starter(job) for name, job in jobs.items()}, parallel)
 
 
 def run_commands(

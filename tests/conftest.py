@@ -103,6 +103,31 @@ class Stack:
             return group.foreach_env_runner(fetch, local_env_runner=False)
         return [fetch(algo.env_runner)]
 
+    def sampled_steps(self, algo, result: dict) -> int:
+        """The env steps sampled so far: the step the CLI writes a saved algorithm's events at."""
+        if self.name == "new":
+            return int(result["env_runners"]["num_env_steps_sampled_lifetime"])
+        return int(algo._counters["num_env_steps_sampled"])
+
+    def model(self, algo, model_id: str = "default_policy"):
+        """What the CLI explains for ``model_id`` of a saved algorithm: the old stack's policy,
+        the new stack's learner module (value head included)."""
+        if self.name == "new":
+            return learner_module(algo, model_id)
+        return algo.get_policy(model_id)
+
+    def greedy(self, model, obs: np.ndarray) -> np.ndarray:
+        """The model's greedy (explore=False) actions for a batch of observations."""
+        if self.name == "new":
+            import torch
+            from ray.rllib.core.columns import Columns
+
+            with torch.no_grad():
+                out = model.forward_inference({Columns.OBS: torch.as_tensor(obs)})
+            dist = model.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
+            return dist.to_deterministic().sample().numpy()
+        return model.compute_actions(obs, explore=False)[0]
+
     def save(self, algo, path: str) -> str:
         """The stack's own way to save (new stack: save_to_path; old stack: Trainable.save);
         returns the checkpoint's path."""

@@ -1,7 +1,8 @@
-"""``rllib-saliency explain|maximize`` on new-API-stack checkpoints (torch RLModules), as subprocesses.
+"""``rllib-saliency explain|maximize`` on new-API-stack checkpoints (torch RLModules), as subprocesses:
+what only the new stack has (the contracts both stacks keep are in tests/contracts/test_cli_commands.py).
 
 Tiny real PPO runs (one training iteration) are saved with ``algo.save_to_path``:
-CartPole-v1 with RLlib's default connectors, and FrozenLake-v1 (Discrete
+FrozenLake-v1 (Discrete
 observations) with a ``FlattenObservations`` env-to-module connector, so that the
 module sees one-hot vectors, not the env's integers, and a two-module MultiAgentCartPole
 (three agents: agent 0 acts with module "p0", agents 1 and 2 with "p1"), rolled out
@@ -17,42 +18,23 @@ from __future__ import annotations
 import rllib_saliency  # noqa: F401  (first: a safe TF/torch import order for RLlib's new stack)
 
 # isort: on
-import functools
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from cli_output import check_time_and_view, describe, run_parallel
+from cli_output import describe, replay, run_all
 from conftest import new_ppo_config
-from PIL import Image
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
-from tb_events import decode_png, load, scalars
+from tb_events import load, scalars
 
-from rllib_saliency import SaliencyCallbacks, explain, maximize_activation
+from rllib_saliency import explain, maximize_activation
 
 pytestmark = pytest.mark.slow
 
-CLI = [sys.executable, "-m", "rllib_saliency.cli"]
-CONSOLE_SCRIPT = str(Path(sys.executable).with_name("rllib-saliency"))
 PARALLEL = 2  # CLI processes at once
-FEATURES = ["cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity"]
 MODULE_DIR = os.path.join("learner_group", "learner", "rl_module", "default_policy")
-
-
-def run_all(jobs: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess]:
-    """Run CLI invocations, ``PARALLEL`` at a time; their completed processes by name."""
-
-    def start(name: str, args: list[str]) -> subprocess.Popen:
-        command = [CONSOLE_SCRIPT] if name == "bad_policy" else CLI
-        return subprocess.Popen([*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-    return run_parallel({name: functools.partial(start, name, args) for name, args in jobs.items()}, PARALLEL)
 
 
 def multi_agent_config(num_agents: int = 3):
@@ -78,16 +60,6 @@ def setup(ray_cluster, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli_new_stack")
     checkpoints, steps = {}, {}
     configs = {
-        # Trained with SaliencyCallbacks naming its features: the CLI reads them from the checkpoint.
-        "cartpole": new_ppo_config("CartPole-v1").callbacks(
-            SaliencyCallbacks.configure(
-                every=1,
-                methods=("gradient",),
-                targets=("action",),
-                feature_names=FEATURES,
-                logdir=str(root / "cartpole_training"),
-            )
-        ),
         "frozen": new_ppo_config("FrozenLake-v1").env_runners(
             env_to_module_connector=lambda env, spaces=None, device=None: FlattenObservations()
         ),
@@ -112,7 +84,8 @@ def setup(ray_cluster, tmp_path_factory):
     lonely.save_to_path(checkpoints["multi_unused"])
     lonely.stop()
     # An RLModule checkpoint on its own (no env, no connectors): explained on --obs only.
-    module = RLModule.from_checkpoint(os.path.join(checkpoints["cartpole"], MODULE_DIR))
+    # (Module "p0" of the multi-agent one: it observes CartPole.)
+    module = RLModule.from_checkpoint(os.path.join(checkpoints["multi"], os.path.dirname(MODULE_DIR), "p0"))
     checkpoints["module"] = str(root / "module")
     module.save_to_path(checkpoints["module"])
     obs = np.random.default_rng(0).normal(0.0, 0.5, (30, 4)).astype(np.float32)
@@ -120,7 +93,6 @@ def setup(ray_cluster, tmp_path_factory):
 
     out = root / "out"
     jobs = {
-        "cartpole": ["explain", checkpoints["cartpole"], "--episodes", "2", "--out", str(out / "cartpole")],
         "frozen_value": [
             "explain",
             checkpoints["frozen"],
@@ -136,21 +108,6 @@ def setup(ray_cluster, tmp_path_factory):
             str(out / "frozen_value"),
             "--quiet",
         ],
-        "maximize": [
-            "maximize",
-            checkpoints["cartpole"],
-            "--episodes",
-            "1",
-            "--target",
-            "action_1",
-            "--steps",
-            "20",
-            "--n-starts",
-            "3",
-            "--out",
-            str(out / "maximize"),
-            "--quiet",
-        ],
         "module_obs": [
             "explain",
             checkpoints["module"],
@@ -162,18 +119,6 @@ def setup(ray_cluster, tmp_path_factory):
             str(out / "module_obs"),
             "--quiet",
         ],
-        "bad_policy": ["explain", checkpoints["cartpole"], "--policy", "pol_9", "--out", str(out / "x")],
-        "names_override": [
-            "explain",
-            checkpoints["cartpole"],
-            "--obs",
-            str(root / "obs.npy"),
-            "--feature-names",
-            "w,x,y,z",
-            "--out",
-            str(out / "names_override"),
-            "--quiet",
-        ],
         "multi_obs": [
             "explain",
             checkpoints["multi"],
@@ -181,6 +126,8 @@ def setup(ray_cluster, tmp_path_factory):
             "p1",
             "--obs",
             str(root / "obs.npy"),
+            "--feature-names",
+            "w,x,y,z",
             "--out",
             str(out / "multi_obs"),
             "--quiet",
@@ -227,7 +174,7 @@ def setup(ray_cluster, tmp_path_factory):
             "--quiet",
         ],
     }
-    results = run_all(jobs)
+    results = run_all(jobs, PARALLEL)
     yield {
         "root": root,
         "checkpoints": checkpoints,
@@ -246,61 +193,6 @@ def greedy(module, obs: np.ndarray) -> np.ndarray:
     out = module.forward_inference({Columns.OBS: torch.as_tensor(obs)})
     dist = module.get_inference_action_dist_cls().from_logits(out[Columns.ACTION_DIST_INPUTS])
     return dist.to_deterministic().sample().numpy()
-
-
-def replay(env_id: str, actions: np.ndarray, episode_ids: np.ndarray, encode=lambda o: o) -> np.ndarray:
-    """The observations of the recorded episodes replayed with the recorded actions
-    (episode k reset with seed k, the CLI's default --seed 0)."""
-    env = gym.make(env_id)
-    rows = []
-    for k in np.unique(episode_ids):
-        obs, _ = env.reset(seed=int(k))
-        for action in actions[episode_ids == k]:
-            rows.append(encode(obs))
-            obs, _, terminated, truncated, _ = env.step(action)
-        assert terminated or truncated  # whole episodes
-    return np.asarray(rows, np.float32)
-
-
-def test_explain_algorithm_checkpoint_rolls_out_and_matches_explain(setup):
-    result = setup["results"]["cartpole"]
-    assert result.returncode == 0, describe(result)
-    directory = setup["out"] / "cartpole"
-    npz_path = directory / "attributions_default_policy_action_gradient.npz"
-    assert str(npz_path) in result.stdout and "module 'default_policy'" in result.stdout
-    assert "rollout" in result.stderr and "Traceback" not in result.stderr
-    # Every phase is named and they add up to the total; new-stack checkpoints load without Ray.
-    phases = ["start-up", "RLlib import", "checkpoint", "load", "rollout", "attribution", "writing"]
-    parts = check_time_and_view(result.stdout, str(directory), phases)
-    assert "Ray start" not in parts
-    data = np.load(npz_path)
-    # The feature names training was configured with, read from the checkpoint.
-    assert list(data["feature_names"]) == FEATURES
-    obs, actions, episode_ids = data["observations"], data["actions"], data["episode_ids"]
-    assert obs.shape[1:] == (4,) and len(obs) == len(actions) == len(data["attributions"]) > 2
-    assert sorted(np.unique(episode_ids)) == [0, 1]
-    module = learner_module(setup["checkpoints"]["cartpole"])
-    # Greedy rollouts: each action is the module's greedy one, and the observations are the
-    # env's own (CartPole's default connectors pass them through) along the seeded episodes.
-    np.testing.assert_array_equal(actions, greedy(module, obs))
-    np.testing.assert_allclose(obs, replay("CartPole-v1", actions, episode_ids), atol=1e-6)
-    reference = explain(module, obs, "gradient", "action")
-    np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(data["target_values"], reference.target_values, rtol=1e-5, atol=1e-6)
-
-    step = setup["steps"]["cartpole"]
-    assert int(data["step"]) == step
-    events = load(str(directory))
-    prefix = "saliency/default_policy/action/gradient"
-    mean_abs = np.abs(reference.values).mean(axis=0)
-    for feature, name in enumerate(FEATURES):
-        series = scalars(events, f"{prefix}/mean_abs/{name}")
-        assert list(series) == [step]
-        np.testing.assert_allclose(series[step], mean_abs[feature], rtol=1e-4, atol=1e-7)
-    assert events.Histograms(f"{prefix}/distribution")[0].histogram_value.num == pytest.approx(obs.size)
-    assert decode_png(events.Images(f"{prefix}/importance")[0]).shape[2] == 3
-    with Image.open(directory / "importance_default_policy_action_gradient.png") as image:
-        assert image.format == "PNG"
 
 
 def test_value_target_on_the_connectors_observations(setup):
@@ -330,24 +222,6 @@ def test_value_target_on_the_connectors_observations(setup):
     assert scalars(events, "saliency/default_policy/value/integrated_gradients/mean_abs/f15")
 
 
-def test_maximize_from_rollouts(setup):
-    result = setup["results"]["maximize"]
-    assert result.returncode == 0, describe(result)
-    directory = setup["out"] / "maximize"
-    data = np.load(directory / "actmax_default_policy_action_1.npz")
-    module = learner_module(setup["checkpoints"]["cartpole"])
-    reference = maximize_activation(
-        module, "action_1", obs=data["observations"], steps=20, n_starts=3, seed=0
-    )
-    np.testing.assert_allclose(data["starts"], reference.starts)
-    np.testing.assert_allclose(data["inputs"], reference.inputs, rtol=1e-4, atol=1e-5)
-    assert data["target_values"][-1].mean() > data["target_values"][0].mean()
-    events = load(str(directory))
-    value = scalars(events, "saliency/default_policy/actmax/action_1/value")
-    assert list(value) == [setup["steps"]["cartpole"]]
-    assert "at the starting points ->" in result.stdout
-
-
 def test_rl_module_checkpoint_with_an_obs_file(setup):
     result = setup["results"]["module_obs"]
     assert result.returncode == 0, describe(result)
@@ -358,25 +232,8 @@ def test_rl_module_checkpoint_with_an_obs_file(setup):
     np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(data["actions"], greedy(module, setup["obs"]))
     assert int(data["step"]) == 0  # an RLModule checkpoint has no training counters
-
-
-def test_feature_names_override_the_checkpoints(setup):
-    result = setup["results"]["names_override"]
-    assert result.returncode == 0, describe(result)
-    directory = setup["out"] / "names_override"
-    data = np.load(directory / "attributions_default_policy_action_gradient.npz")
-    assert list(data["feature_names"]) == ["w", "x", "y", "z"]
-    assert "saliency/default_policy/action/gradient/mean_abs/w" in load(str(directory)).Tags()["scalars"]
     # An RLModule checkpoint holds no algorithm config: default names.
-    module_data = np.load(setup["out"] / "module_obs" / "attributions_default_policy_logp_gradient.npz")
-    assert list(module_data["feature_names"]) == ["f0", "f1", "f2", "f3"]
-
-
-def test_unknown_module_id_exits_1_with_the_available_ones(setup):
-    result = setup["results"]["bad_policy"]
-    assert result.returncode == 1, describe(result)
-    assert "rllib-saliency explain: error: --policy 'pol_9'" in result.stderr, describe(result)
-    assert "available module ids: 'default_policy'" in result.stderr and "Traceback" not in result.stderr
+    assert list(data["feature_names"]) == ["f0", "f1", "f2", "f3"]
 
 
 def test_multi_agent_module_chosen_with_policy_on_an_obs_file(setup):
@@ -390,7 +247,9 @@ def test_multi_agent_module_chosen_with_policy_on_an_obs_file(setup):
     )
     reference = explain(module, setup["obs"], "gradient", "action")
     np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-5, atol=1e-6)
-    assert scalars(load(str(directory)), "saliency/p1/action/gradient/mean_abs/f0")
+    # --feature-names names the features (over the checkpoint's, if it has any).
+    assert list(data["feature_names"]) == ["w", "x", "y", "z"]
+    assert scalars(load(str(directory)), "saliency/p1/action/gradient/mean_abs/w")
 
 
 def multi_module(setup, module_id: str):
@@ -454,7 +313,9 @@ def test_multi_agent_maximize_from_rollouts(setup):
         module, "action_1", obs=data["observations"], steps=10, n_starts=2, seed=0
     )
     np.testing.assert_allclose(data["inputs"], reference.inputs, rtol=1e-4, atol=1e-5)
-    assert scalars(load(str(setup["out"] / "multi_maximize")), "saliency/p1/actmax/action_1/value")
+    # At the checkpoint's step by default (--step not given).
+    value = scalars(load(str(setup["out"] / "multi_maximize")), "saliency/p1/actmax/action_1/value")
+    assert list(value) == [setup["steps"]["multi"]]
 
 
 def test_multi_agent_module_no_agent_acts_with_exits_1(setup, capsys):
@@ -472,8 +333,6 @@ def test_multi_agent_module_no_agent_acts_with_exits_1(setup, capsys):
     [
         (["explain", "{module}"], ["is an RLModule checkpoint", "--obs FILE"]),
         (["explain", "{module}", "--obs", "{root}/bad.npy"], ["observations have shape (5, 3)", "(N, 4)"]),
-        (["maximize", "{cartpole}", "--target", "action_7"], ["target 'action_7' is out of range"]),
-        (["explain", "{incomplete}"], ["lacks learner_group/learner/rl_module", "incomplete"]),
         (["explain", "{multi}"], ["holds several RLModules ('p0', 'p1')", "--policy MODULE_ID"]),
         (["explain", "{multi}", "--policy", "p7"], ["--policy 'p7'", "available module ids: 'p0', 'p1'"]),
         (
@@ -482,16 +341,14 @@ def test_multi_agent_module_no_agent_acts_with_exits_1(setup, capsys):
         ),
     ],
 )
-def test_documented_errors_exit_1_with_a_message(setup, capsys, arguments, messages):
-    """Errors found before anything is loaded, checked in this process through main()."""
+def test_module_and_multi_agent_errors_exit_1_with_a_message(setup, capsys, arguments, messages):
+    """Errors found before anything is loaded, checked in this process through main() (the errors
+    of both stacks: tests/contracts/test_cli_commands.py)."""
     from rllib_saliency.cli import main
 
     root = setup["root"]
     np.save(root / "bad.npy", np.zeros((5, 3), np.float32))
-    incomplete = root / "incomplete"
-    (incomplete / "learner_group").mkdir(parents=True, exist_ok=True)
-    (incomplete / "class_and_ctor_args.pkl").write_bytes(b"")
-    paths = {"root": str(root), "incomplete": str(incomplete), **setup["checkpoints"]}
+    paths = {"root": str(root), **setup["checkpoints"]}
     argv = [a.format(**paths) for a in arguments] + ["--out", str(root / "unused")]
     assert main(argv) == 1
     error = capsys.readouterr().err
@@ -575,12 +432,14 @@ def lstm_setup(ray_cluster, tmp_path_factory):
                 str(out / "maximize"),
                 "--quiet",
             ],
-        }
+        },
+        PARALLEL,
     )
     rollout_npz = out / "rollout" / "attributions_default_policy_action_gradient.npz"
     # The rollout's npz given back with --obs: explained in the states it holds.
     again = run_all(
-        {"npz": ["explain", checkpoint, "--obs", str(rollout_npz), "--out", str(out / "npz"), "--quiet"]}
+        {"npz": ["explain", checkpoint, "--obs", str(rollout_npz), "--out", str(out / "npz"), "--quiet"]},
+        PARALLEL,
     )
     yield {
         "root": root,
