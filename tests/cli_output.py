@@ -165,3 +165,16 @@ def run_commands(
         return lambda: subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     return run_parallel({name: start(name, command) for name, command in commands.items()}, parallel, 600.0)
+
+
+def assert_cli_error(argv: list[str], capsys, messages: list[str]) -> None:
+    """``rllib-saliency ARGV`` run in this process through ``main()`` exits 1 with
+    ``rllib-saliency COMMAND: error: ...`` naming each of ``messages``, and no traceback."""
+    from rllib_saliency.cli import main
+
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert f"rllib-saliency {argv[0]}: error: " in error, error
+    for message in messages:
+        assert message in error, error
+    assert "Traceback" not in error

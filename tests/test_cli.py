@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import ray.cloudpickle
-from cli_output import check_time_and_view, describe, run_all
+from cli_output import assert_cli_error, check_time_and_view, describe, run_all
 from conftest import ATTENTION_MODEL, FRAMEWORK, ppo_config
 from PIL import Image
 from ray.rllib.policy.sample_batch import SampleBatch
@@ -445,16 +445,10 @@ def test_explain_lstm_fed_previous_action_and_reward(setup):
 def test_policy_and_torch_checkpoint_errors_exit_1_with_a_message(setup, capsys, arguments, messages):
     """Errors found before Ray starts, checked in this process through main() (the errors of both
     stacks: tests/contracts/test_cli_commands.py)."""
-    from rllib_saliency.cli import main
 
     paths = {"root": str(setup["root"]), **setup["checkpoints"]}
     argv = [a.format(**paths) for a in arguments] + ["--out", str(setup["root"] / "unused")]
-    assert main(argv) == 1
-    error = capsys.readouterr().err
-    assert f"rllib-saliency {arguments[0]}: error: " in error, error
-    for message in messages:
-        assert message in error, error
-    assert "Traceback" not in error
+    assert_cli_error(argv, capsys, messages)
 
 
 def test_feature_names_of_algorithm_and_policy_checkpoints(setup):

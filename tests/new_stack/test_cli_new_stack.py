@@ -23,7 +23,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from cli_output import describe, replay, run_all
+from cli_output import assert_cli_error, describe, replay, run_all
 from conftest import new_ppo_config
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
@@ -344,18 +344,12 @@ def test_multi_agent_module_no_agent_acts_with_exits_1(setup, capsys):
 def test_module_and_multi_agent_errors_exit_1_with_a_message(setup, capsys, arguments, messages):
     """Errors found before anything is loaded, checked in this process through main() (the errors
     of both stacks: tests/contracts/test_cli_commands.py)."""
-    from rllib_saliency.cli import main
 
     root = setup["root"]
     np.save(root / "bad.npy", np.zeros((5, 3), np.float32))
     paths = {"root": str(root), **setup["checkpoints"]}
     argv = [a.format(**paths) for a in arguments] + ["--out", str(root / "unused")]
-    assert main(argv) == 1
-    error = capsys.readouterr().err
-    assert f"rllib-saliency {arguments[0]}: error: " in error, error
-    for message in messages:
-        assert message in error, error
-    assert "Traceback" not in error
+    assert_cli_error(argv, capsys, messages)
 
 
 # Stateful modules: a tiny LSTM PPO (DefaultModelConfig(use_lstm=True)).
