@@ -123,3 +123,18 @@ class DictImageEnv(gym.Env):
         reward = float(action == int(self._x >= 7))
         self._t += 1
         return self._observe(), reward, False, self._t >= 20, {}
+
+
+def env_observations(env: str, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` real observations of the registered env ``env``, acting at random (the model is
+    explained at these rows, not evaluated by them), as float32 rows; the same on either stack."""
+    environment = gym.make(env)
+    environment.action_space.seed(seed)
+    obs, _ = environment.reset(seed=seed)
+    rows = []
+    while len(rows) < n:
+        rows.append(obs)
+        obs, _, terminated, truncated, _ = environment.step(environment.action_space.sample())
+        if terminated or truncated:
+            obs, _ = environment.reset()
+    return np.asarray(rows, np.float32)

@@ -1,10 +1,12 @@
-"""explain() and the trust metrics on torch RLModules of RLlib's new API stack.
+"""explain() and the trust metrics on torch RLModules of RLlib's new API stack: the new stack's own
+engine tests.
 
-Real new-stack PPO (one training iteration each) on CartPole-v1 (Discrete
-actions) and Pendulum-v1 (Box actions); gradients are checked against central
-finite differences on a float64 copy of the module, and target values against
-the module's own outputs (forward_inference, compute_values, its distribution
-class). A hand-built linear module checks the closed forms.
+Real new-stack PPO (the session's ``trained(env)``: one training iteration) on CartPole-v1 (Discrete
+actions) and Pendulum-v1 (Box actions); gradients are checked against central finite differences on
+a float64 copy of the module (through the module's own outputs, tests/reference_outputs.py), to
+float64 precision. A hand-built linear module checks the closed forms. The contracts both stacks
+keep (float32 finite differences, target values, IG completeness, occlusion, gradient×input,
+SmoothGrad) are in tests/contracts/test_engine_contracts.py.
 """
 
 from __future__ import annotations
@@ -19,99 +21,18 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import learner_module, new_ppo_config
+from conftest import learner_module
+from envs import env_observations
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
+from reference_outputs import finite_differences, outputs_of
 
 from rllib_saliency import explain, maximize_activation
-from rllib_saliency.trust import completeness_error, deletion_auc, randomization_rank_corr, rank_agreement
+from rllib_saliency.trust import deletion_auc, randomization_rank_corr, rank_agreement
 
 ENVS = ["CartPole-v1", "Pendulum-v1"]
 TARGETS = ["action", "action_0", "logp", "value"]
-
-
-@pytest.fixture(scope="module")
-def algos(ray_cluster):
-    built = {}
-    for env in ENVS:
-        algo = new_ppo_config(env).build_algo()
-        algo.train()
-        built[env] = algo
-    yield built
-    for algo in built.values():
-        algo.stop()
-
-
-def observations(env: str, n: int, seed: int = 0) -> np.ndarray:
-    """Real observations of ``env`` (random actions; the module is explained, not evaluated)."""
-    environment = gym.make(env)
-    environment.action_space.seed(seed)
-    obs, _ = environment.reset(seed=seed)
-    rows = []
-    while len(rows) < n:
-        rows.append(obs)
-        obs, _, terminated, truncated, _ = environment.step(environment.action_space.sample())
-        if terminated or truncated:
-            obs, _ = environment.reset()
-    return np.asarray(rows, np.float32)
-
-
-# --- the module's own outputs, through RLlib (not through the backend) ---------------------------
-
-
-def _tensor(module, x: np.ndarray) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(x), dtype=next(module.parameters()).dtype)
-
-
-def dist_inputs_of(module, x: np.ndarray) -> np.ndarray:
-    out = module.forward_inference({Columns.OBS: _tensor(module, x)})
-    return out[Columns.ACTION_DIST_INPUTS].detach().numpy().astype(np.float64)
-
-
-def values_of(module, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return module.compute_values({Columns.OBS: _tensor(module, x)}).numpy().astype(np.float64)
-
-
-def logp_of(module, x: np.ndarray, actions: np.ndarray) -> np.ndarray:
-    inputs = torch.as_tensor(dist_inputs_of(module, x), dtype=next(module.parameters()).dtype)
-    dist = module.get_exploration_action_dist_cls().from_logits(inputs)
-    return dist.logp(torch.as_tensor(actions)).detach().numpy().astype(np.float64)
-
-
-def greedy_of(module, x: np.ndarray) -> np.ndarray:
-    inputs = torch.as_tensor(dist_inputs_of(module, x))
-    dist = module.get_inference_action_dist_cls().from_logits(inputs)
-    action = dist.to_deterministic().sample().numpy()
-    return action.astype(module.action_space.dtype)
-
-
-def reference_target(module, x: np.ndarray, target: str, x0: np.ndarray, actions=None) -> np.ndarray:
-    """The target at ``x`` through the module itself; per-sample choices fixed at ``x0``."""
-    if target == "value":
-        return values_of(module, x)
-    if target == "logp":
-        return logp_of(module, x, greedy_of(module, x0) if actions is None else actions)
-    rows = np.arange(len(x))
-    if target == "action":
-        discrete = isinstance(module.action_space, gym.spaces.Discrete)
-        column = np.argmax(dist_inputs_of(module, x0), axis=1) if discrete else np.zeros(len(x), int)
-    else:
-        column = np.full(len(x), int(target.split("_")[1]))
-    return dist_inputs_of(module, x)[rows, column]
-
-
-def finite_differences(module, obs: np.ndarray, target: str, actions=None, eps: float = 1e-6) -> np.ndarray:
-    x = obs.astype(np.float64)
-    numeric = np.zeros_like(x)
-    for j in range(x.shape[1]):
-        step = np.zeros_like(x)
-        step[:, j] = eps
-        plus = reference_target(module, x + step, target, obs, actions)
-        minus = reference_target(module, x - step, target, obs, actions)
-        numeric[:, j] = (plus - minus) / (2 * eps)
-    return numeric
 
 
 # --- gradients and target values on trained modules ----------------------------------------------
@@ -119,11 +40,11 @@ def finite_differences(module, obs: np.ndarray, target: str, actions=None, eps: 
 
 @pytest.mark.parametrize("env", ENVS)
 @pytest.mark.parametrize("target", TARGETS)
-def test_gradient_matches_central_finite_differences_in_float64(algos, env, target):
-    module = learner_module(algos[env])
+def test_gradient_matches_central_finite_differences_in_float64(trained, env, target):
+    module = learner_module(trained(env))
     exact = copy.deepcopy(module).double()
-    obs = observations(env, 16)
-    numeric = finite_differences(exact, obs, target)
+    obs = env_observations(env, 16)
+    numeric = finite_differences(outputs_of(exact), obs, target, eps=1e-6, dtype=np.float64)
     assert np.abs(numeric).max() > 1e-3, "finite differences are ~0: the check would be vacuous"
     # The float64 copy through explain(): only float32 rounding of the result is left.
     np.testing.assert_allclose(explain(exact, obs, "gradient", target).values, numeric, rtol=1e-5, atol=1e-8)
@@ -132,72 +53,50 @@ def test_gradient_matches_central_finite_differences_in_float64(algos, env, targ
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_logp_gradient_of_given_actions_matches_finite_differences(algos, env):
-    module = learner_module(algos[env])
+def test_logp_gradient_of_given_actions_matches_finite_differences(trained, env):
+    module = learner_module(trained(env))
     exact = copy.deepcopy(module).double()
-    obs = observations(env, 16)
+    obs = env_observations(env, 16)
     space = module.action_space
     space.seed(1)
     actions = np.stack([space.sample() for _ in obs]).astype(space.dtype)
-    numeric = finite_differences(exact, obs, "logp", actions)
+    numeric = finite_differences(
+        outputs_of(exact), obs, "logp", eps=1e-6, dtype=np.float64, actions=actions
+    )
     assert np.abs(numeric).max() > 1e-3
     attribution = explain(exact, obs, "gradient", "logp", actions=actions)
     np.testing.assert_allclose(attribution.values, numeric, rtol=1e-5, atol=1e-8)
-    np.testing.assert_allclose(attribution.target_values, logp_of(exact, obs, actions), rtol=1e-6, atol=1e-6)
+    expected = outputs_of(exact).logp(obs, actions)
+    np.testing.assert_allclose(attribution.target_values, expected, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("env", ENVS)
-def test_target_values_are_the_modules_own_outputs(algos, env):
-    module = learner_module(algos[env])
-    obs = observations(env, 64)
-    dist_inputs = dist_inputs_of(module, obs)
-    for k in range(dist_inputs.shape[1] if env == "CartPole-v1" else 1):
-        values = explain(module, obs, "gradient", f"action_{k}").target_values
-        np.testing.assert_allclose(values, dist_inputs[:, k], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(
-        explain(module, obs, "gradient", "value").target_values, values_of(module, obs), rtol=1e-6, atol=1e-6
-    )
-    greedy = greedy_of(module, obs)
-    logp = explain(module, obs, "gradient", "logp")
-    np.testing.assert_allclose(logp.target_values, logp_of(module, obs, greedy), rtol=1e-6, atol=1e-6)
-    explicit = explain(module, obs, "gradient", "logp", actions=greedy).target_values
-    np.testing.assert_allclose(explicit, logp.target_values, atol=1e-6)
+def test_the_action_target_follows_the_greedy_action_in_every_row(trained):
+    """The greedy action's logit, row by row (the trained module's own rows are a contract,
+    tests/contracts/test_engine_contracts.py). After one iteration one action may win everywhere,
+    so a copy's last bias is shifted until each wins in about half the rows."""
+    module = copy.deepcopy(learner_module(trained("CartPole-v1")))
+    obs = env_observations("CartPole-v1", 64)
+    dist_inputs = outputs_of(module).dist_inputs(obs)
+    last = [m for m in module.pi.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias[0] += float(np.median(dist_inputs[:, 1] - dist_inputs[:, 0]))
+    logits = outputs_of(module).dist_inputs(obs)
+    assert 0.2 < np.mean(np.argmax(logits, axis=1)) < 0.8, "both actions should be greedy somewhere"
     action = explain(module, obs, "gradient", "action")
-    if env == "CartPole-v1":
-        # The greedy action's logit: the largest one in every row. After one iteration one action
-        # may win everywhere, so a copy's last bias is shifted until each wins in half the rows.
-        balanced = copy.deepcopy(module)
-        last = [m for m in balanced.pi.modules() if isinstance(m, torch.nn.Linear)][-1]
-        with torch.no_grad():
-            last.bias[0] += float(np.median(dist_inputs[:, 1] - dist_inputs[:, 0]))
-        logits = dist_inputs_of(balanced, obs)
-        assert 0.2 < np.mean(np.argmax(logits, axis=1)) < 0.8, "both actions should be greedy somewhere"
-        for m, expected in ((module, dist_inputs), (balanced, logits)):
-            action = explain(m, obs, "gradient", "action")
-            np.testing.assert_array_equal(action.resolved.columns, np.argmax(expected, axis=1))
-            np.testing.assert_allclose(action.target_values, expected.max(axis=1), rtol=1e-6, atol=1e-6)
-            gradient = explain(m, obs, "gradient", "action").values
-            for k in range(2):
-                rows = np.argmax(expected, axis=1) == k
-                column = explain(m, obs, "gradient", f"action_{k}").values
-                np.testing.assert_array_equal(gradient[rows], column[rows])
-    else:
-        # Box actions: action_0 (and "action") is the Gaussian mean of the exploration distribution.
-        dist = module.get_exploration_action_dist_cls().from_logits(torch.as_tensor(dist_inputs))
-        mean = dist.to_deterministic().sample().numpy()[:, 0]
-        np.testing.assert_allclose(action.target_values, mean, rtol=1e-6, atol=1e-6)
-        action_0 = explain(module, obs, "gradient", "action_0")
-        np.testing.assert_allclose(action_0.target_values, mean, atol=1e-6)
-        with pytest.raises(ValueError, match="action_0 .. action_0"):
-            explain(module, obs, "gradient", "action_1")
+    np.testing.assert_array_equal(action.resolved.columns, np.argmax(logits, axis=1))
+    np.testing.assert_allclose(action.target_values, logits.max(axis=1), rtol=1e-6, atol=1e-6)
+    for k in range(2):
+        rows = np.argmax(logits, axis=1) == k
+        column = explain(module, obs, "gradient", f"action_{k}").values
+        np.testing.assert_array_equal(action.values[rows], column[rows])
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_env_runner_module_gives_the_learners_action_gradients_but_no_value(algos, env):
-    algo = algos[env]
+def test_env_runner_module_gives_the_learners_action_gradients_but_no_value(trained, env):
+    algo = trained(env)
     runner_module, full = algo.get_module(), learner_module(algo)
     assert runner_module.inference_only and not full.inference_only
-    obs = observations(env, 32)
+    obs = env_observations(env, 32)
     for target in ("action", "action_0", "logp"):
         ours = explain(runner_module, obs, "gradient", target)
         theirs = explain(full, obs, "gradient", target)
@@ -225,8 +124,8 @@ def _snapshot(module) -> dict:
 
 
 @pytest.mark.parametrize("mode", ["train", "eval", "mixed"])
-def test_explaining_leaves_the_module_untouched(algos, mode):
-    original = learner_module(algos["CartPole-v1"])
+def test_explaining_leaves_the_module_untouched(trained, mode):
+    original = learner_module(trained("CartPole-v1"))
     module = copy.deepcopy(original)  # (a Parameter's deepcopy leaves out its .grad)
     for (name, parameter), trained_parameter in zip(
         module.named_parameters(), original.parameters(), strict=True
@@ -244,7 +143,7 @@ def test_explaining_leaves_the_module_untouched(algos, mode):
         module.train()
         module.pi.eval()
     before = _snapshot(module)
-    obs = observations("CartPole-v1", 16)
+    obs = env_observations("CartPole-v1", 16)
     methods = {
         "gradient": {},
         "gradient_x_input": {},
@@ -273,11 +172,11 @@ def test_explaining_leaves_the_module_untouched(algos, mode):
 # --- the greedy pass is reused, never stale ------------------------------------------------------
 
 
-def test_the_greedy_actions_pass_is_differentiated_not_rerun(algos):
-    module = copy.deepcopy(learner_module(algos["CartPole-v1"]))
+def test_the_greedy_actions_pass_is_differentiated_not_rerun(trained):
+    module = copy.deepcopy(learner_module(trained("CartPole-v1")))
     calls = []
     module.pi.register_forward_hook(lambda *args: calls.append(1))
-    obs = observations("CartPole-v1", 16)
+    obs = env_observations("CartPole-v1", 16)
     for target in ("action", "logp", "action_1"):
         calls.clear()
         attribution = explain(module, obs, "gradient", target)
@@ -293,13 +192,13 @@ def test_the_greedy_actions_pass_is_differentiated_not_rerun(algos):
         np.testing.assert_allclose(chunked.target_values, attribution.target_values, rtol=1e-5, atol=1e-6)
 
 
-def test_a_kept_pass_is_not_used_after_the_weights_or_observations_change(algos):
+def test_a_kept_pass_is_not_used_after_the_weights_or_observations_change(trained):
     from rllib_saliency.backends import backend_for
     from rllib_saliency.targets import ResolvedTarget
 
-    module = copy.deepcopy(learner_module(algos["CartPole-v1"]))
+    module = copy.deepcopy(learner_module(trained("CartPole-v1")))
     backend = backend_for(module)
-    obs = observations("CartPole-v1", 8)
+    obs = env_observations("CartPole-v1", 8)
     column_1 = ResolvedTarget("dist_input", columns=np.ones(len(obs), np.int32))
     last = [m for m in module.pi.modules() if isinstance(m, torch.nn.Linear)][-1]
 
@@ -307,66 +206,21 @@ def test_a_kept_pass_is_not_used_after_the_weights_or_observations_change(algos)
     with torch.no_grad():
         last.bias.add_(1.0)  # an in-place update (an optimizer step, load_state_dict)
     values, _ = backend.evaluate(obs, column_1, with_gradient=True)
-    np.testing.assert_allclose(values, dist_inputs_of(module, obs)[:, 1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(values, outputs_of(module).dist_inputs(obs)[:, 1], rtol=1e-6, atol=1e-6)
 
     backend.forward(obs)
     with torch.no_grad():  # a new parameter object
         last.bias = torch.nn.Parameter(last.bias + 1.0)
     values, _ = backend.evaluate(obs, column_1, with_gradient=False)
-    np.testing.assert_allclose(values, dist_inputs_of(module, obs)[:, 1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(values, outputs_of(module).dist_inputs(obs)[:, 1], rtol=1e-6, atol=1e-6)
 
     backend.forward(obs)
     reversed_obs = obs[::-1]  # other observations (a view with a negative stride, too)
     values, gradient = backend.evaluate(reversed_obs, column_1, with_gradient=True)
-    np.testing.assert_allclose(values, dist_inputs_of(module, reversed_obs)[:, 1], rtol=1e-6, atol=1e-6)
+    expected = outputs_of(module).dist_inputs(reversed_obs)[:, 1]
+    np.testing.assert_allclose(values, expected, rtol=1e-6, atol=1e-6)
     fresh = explain(copy.deepcopy(module), reversed_obs, "gradient", "action_1").values
     np.testing.assert_allclose(gradient, fresh, rtol=1e-6, atol=1e-8)
-
-
-# --- methods -------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("env", ENVS)
-def test_integrated_gradients_completeness(algos, env):
-    module = learner_module(algos[env])
-    obs = observations(env, 32)
-    for target in ("action", "value", "logp"):
-        attribution = explain(module, obs, "integrated_gradients", target)
-        # f(x) - f(baseline = zeros) through the module itself, the action chosen at x.
-        change = reference_target(module, obs, target, obs) - reference_target(module, 0 * obs, target, obs)
-        assert np.abs(change).mean() > 1e-3
-        np.testing.assert_allclose(attribution.values.sum(axis=1) - attribution.delta, change, atol=1e-5)
-        assert np.all(np.abs(attribution.delta) <= 0.01 * np.abs(change) + 1e-5), target
-        assert completeness_error(attribution) < 0.01
-
-
-def test_occlusion_equals_direct_reevaluation(algos):
-    module = learner_module(algos["CartPole-v1"])
-    obs = observations("CartPole-v1", 32)
-    attribution = explain(module, obs, "occlusion", "value")
-    for j in range(obs.shape[1]):
-        occluded = obs.copy()
-        occluded[:, j] = obs.mean(axis=0)[j]
-        expected = values_of(module, obs) - values_of(module, occluded)
-        np.testing.assert_allclose(attribution.values[:, j], expected, atol=1e-5)
-    zeros = explain(module, obs, "occlusion", "action_1", baseline="zeros")
-    occluded = obs.copy()
-    occluded[:, 2] = 0.0
-    expected = dist_inputs_of(module, obs)[:, 1] - dist_inputs_of(module, occluded)[:, 1]
-    np.testing.assert_allclose(zeros.values[:, 2], expected, atol=1e-5)
-
-
-def test_gradient_x_input_and_smoothgrad(algos):
-    module = learner_module(algos["CartPole-v1"])
-    obs = observations("CartPole-v1", 32)
-    gradient = explain(module, obs, "gradient").values
-    np.testing.assert_allclose(explain(module, obs, "gradient_x_input").values, gradient * obs, rtol=1e-6)
-    smooth = explain(module, obs, "smoothgrad", noise_level=0.0, n_samples=3).values
-    np.testing.assert_allclose(smooth, gradient, rtol=1e-5, atol=1e-8)
-    noisy = explain(module, obs, "smoothgrad", seed=3).values
-    np.testing.assert_array_equal(noisy, explain(module, obs, "smoothgrad", seed=3).values)
-    assert not np.allclose(noisy, gradient)
-    assert not np.allclose(noisy, explain(module, obs, "smoothgrad", seed=4).values)
 
 
 # --- a user's own modules ---------------------------------------------------------------------------
@@ -450,9 +304,9 @@ def test_a_target_that_ignores_the_observation_has_zero_gradient():
         np.testing.assert_allclose(attribution.target_values, 0.7, rtol=1e-6)
 
 
-def test_the_callers_grad_mode_does_not_matter(algos):
-    module = learner_module(algos["CartPole-v1"])
-    obs = observations("CartPole-v1", 16)
+def test_the_callers_grad_mode_does_not_matter(trained):
+    module = learner_module(trained("CartPole-v1"))
+    obs = env_observations("CartPole-v1", 16)
     expected = explain(module, obs, "gradient", "logp")
     for mode in (torch.no_grad, torch.inference_mode):
         with mode():
@@ -496,9 +350,9 @@ def test_a_module_without_autograd_is_refused_clearly():
     assert explain(module, x, "occlusion", "action_1").values.shape == (4, 3)
 
 
-def test_multi_module_is_refused(algos):
-    multi = algos["CartPole-v1"].learner_group._learner.module
-    obs = observations("CartPole-v1", 4)
+def test_multi_module_is_refused(trained):
+    multi = trained("CartPole-v1").learner_group._learner.module
+    obs = env_observations("CartPole-v1", 4)
     with pytest.raises(TypeError, match=r"MultiRLModule.*module\[module_id\]"):
         explain(multi, obs, "gradient", "action")
 
@@ -506,17 +360,17 @@ def test_multi_module_is_refused(algos):
 # --- trust metrics and activation maximization ---------------------------------------------------
 
 
-def test_deletion_auc_beats_random_order(algos):
-    module = learner_module(algos["CartPole-v1"])
-    obs = observations("CartPole-v1", 64)
+def test_deletion_auc_beats_random_order(trained):
+    module = learner_module(trained("CartPole-v1"))
+    obs = env_observations("CartPole-v1", 64)
     by_map, by_chance = deletion_auc(module, explain(module, obs, "gradient_x_input", "value"))
     assert by_map.shape == by_chance.shape == (64,)
     assert np.nanmean(by_map) < np.nanmean(by_chance)
 
 
-def test_randomization_touches_neither_the_module_nor_torchs_rng(algos):
-    module = copy.deepcopy(learner_module(algos["CartPole-v1"]))  # no cached randomised copy yet
-    obs = observations("CartPole-v1", 64)
+def test_randomization_touches_neither_the_module_nor_torchs_rng(trained):
+    module = copy.deepcopy(learner_module(trained("CartPole-v1")))  # no cached randomised copy yet
+    obs = env_observations("CartPole-v1", 64)
     gradient = explain(module, obs, "gradient", "action")
     weights = {k: v.clone() for k, v in module.state_dict().items()}
     rng_state = torch.get_rng_state()
@@ -530,9 +384,9 @@ def test_randomization_touches_neither_the_module_nor_torchs_rng(algos):
     np.testing.assert_array_equal(randomization_rank_corr(module, gradient), corr)
 
 
-def test_rank_agreement_between_methods(algos):
-    module = learner_module(algos["CartPole-v1"])
-    obs = observations("CartPole-v1", 32)
+def test_rank_agreement_between_methods(trained):
+    module = learner_module(trained("CartPole-v1"))
+    obs = env_observations("CartPole-v1", 32)
     ig = explain(module, obs, "integrated_gradients", "value")
     gxi = explain(module, obs, "gradient_x_input", "value")
     agreement = rank_agreement(ig, gxi)
@@ -541,15 +395,15 @@ def test_rank_agreement_between_methods(algos):
         rank_agreement(ig, explain(module, obs, "gradient", "action"))
 
 
-def test_maximize_activation_raises_the_target(algos):
-    module = learner_module(algos["CartPole-v1"])
-    obs = observations("CartPole-v1", 64)
+def test_maximize_activation_raises_the_target(trained):
+    module = learner_module(trained("CartPole-v1"))
+    obs = env_observations("CartPole-v1", 64)
     result = maximize_activation(module, "action_0", obs=obs, steps=40, n_starts=4, seed=1)
     assert result.inputs.shape == (4, 4) and result.target_values.shape == (41, 4)
     assert np.all(result.target_values[-1] > result.target_values[0])
     assert np.all(result.inputs >= result.low) and np.all(result.inputs <= result.high)
     # The reported values are the module's own outputs at the optimised inputs.
-    reached = dist_inputs_of(module, result.inputs)[:, 0]
+    reached = outputs_of(module).dist_inputs(result.inputs)[:, 0]
     np.testing.assert_allclose(result.target_values[-1], reached, atol=1e-5)
 
 
@@ -608,17 +462,17 @@ def bare_action_gradient(module, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return greedy.detach().numpy(), gradient.numpy()
 
 
-def test_default_ppo_modules_run_only_the_actor_half_for_action_targets(algos):
+def test_default_ppo_modules_run_only_the_actor_half_for_action_targets(trained):
     """RLlib's default PPO module with separate encoders (PPO's default on the new stack): the
     backend runs pi(actor_encoder(obs)) alone; values and gradients equal those through the whole
     _forward, critic encoder included. Shared, stateful and hooked encoders take the whole pass."""
     from rllib_saliency.backends import backend_for
 
-    x = observations("CartPole-v1", 64)
-    trained = learner_module(algos["CartPole-v1"])
-    assert backend_for(trained)._actor_path
-    for module in (trained, ppo_module(vf_share_layers=False)):
-        rows = x if module is trained else np.clip(x, -1, 1)
+    x = env_observations("CartPole-v1", 64)
+    learned = learner_module(trained("CartPole-v1"))
+    assert backend_for(learned)._actor_path
+    for module in (learned, ppo_module(vf_share_layers=False)):
+        rows = x if module is learned else np.clip(x, -1, 1)
         attribution = explain(module, rows, "gradient", "action")
         target_values, gradient = bare_action_gradient(module, rows)
         np.testing.assert_allclose(attribution.values, gradient, rtol=1e-6, atol=1e-7)
