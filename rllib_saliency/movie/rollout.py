@@ -10,6 +10,7 @@ policy acted on (:class:`FrameRecorder`), and turns each episode into an :class:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,3 +106,32 @@ class FrameRecorder:
     def take(self, steps: int) -> np.ndarray | None:
         frames, self.frames = self.frames, []
         return np.stack(frames) if self.on and len(frames) == steps and steps else None
+
+
+def record_episodes(
+    env: Any,
+    vector: bool,
+    episodes: int,
+    play: Callable[[int, Callable[[], None]], Any],
+    player: str,
+    bar: Any = None,
+) -> list[EpisodeRecord]:
+    """``episodes`` episodes of ``play(index, capture)`` (a stack's greedy episode in ``env``,
+    calling ``capture`` after each step), each recorded with its frames (the env's rendering
+    beside ``vector`` observations); ``env`` is closed at the end. ``player`` names who acts in
+    the error of an episode that ends before it acted. ``bar``: a progress bar or None."""
+    from rllib_saliency.errors import CLIError
+
+    recorder = FrameRecorder(env, wanted=vector)
+    records = []
+    try:
+        for index in range(episodes):
+            played = play(index, recorder.capture)
+            if not played.observations:
+                raise CLIError(f"episode {index} ended before the {player} acted.")
+            records.append(record_episode(played, recorder))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        env.close()
+    return records

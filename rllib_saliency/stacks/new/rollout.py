@@ -431,30 +431,16 @@ def play_new_stack_episodes(
     :func:`play_module_episode`. ``bar``: a progress bar or None."""
     from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-    from rllib_saliency.movie.rollout import FrameRecorder, record_episode
+    from rllib_saliency.movie.rollout import record_episodes
+
+    if isinstance(env, MultiAgentEnv):
+        env.close()
+        raise CLIError("movies of multi-agent environments are not supported yet.")
+
+    def play(index: int, capture: Callable[[], None]) -> PlayedEpisode:
+        return play_module_episode(
+            env, env_to_module, module_to_env, module, module_id, seed + index, max_steps, capture
+        )
 
     vector = len(tuple(module.observation_space.shape or ())) != 3
-    recorder = FrameRecorder(env, wanted=vector)
-    records = []
-    try:
-        if isinstance(env, MultiAgentEnv):
-            raise CLIError("movies of multi-agent environments are not supported yet.")
-        for index in range(episodes):
-            played = play_module_episode(
-                env,
-                env_to_module,
-                module_to_env,
-                module,
-                module_id,
-                seed + index,
-                max_steps,
-                recorder.capture,
-            )
-            if not played.observations:
-                raise CLIError(f"episode {index} ended before the module acted.")
-            records.append(record_episode(played, recorder))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        env.close()
-    return records
+    return record_episodes(env, vector, episodes, play, "module", bar)

@@ -197,7 +197,7 @@ def play_old_stack(
     unsquashing/clipping); episode ``k`` is reset with seed ``seed + k``."""
     from ray.rllib.env.multi_agent_env import MultiAgentEnv
 
-    from rllib_saliency.movie.rollout import FrameRecorder, record_episode
+    from rllib_saliency.movie.rollout import record_episodes
 
     if config.get("observation_filter", "NoFilter") != "NoFilter":
         raise CLIError(
@@ -208,19 +208,9 @@ def play_old_stack(
     if isinstance(env, MultiAgentEnv):
         raise CLIError("movies of multi-agent environments are not supported yet.")
     env, preprocessor = policy_env(config, env)
+
+    def play(index: int, capture: Callable[[], None]) -> PlayedEpisode:
+        return play_policy_episode(policy, config, env, preprocessor, seed + index, max_steps, capture)
+
     vector = len(tuple(policy.observation_space.shape)) != 3
-    recorder = FrameRecorder(env, wanted=vector)
-    records = []
-    try:
-        for episode in range(episodes):
-            played = play_policy_episode(
-                policy, config, env, preprocessor, seed + episode, max_steps, recorder.capture
-            )
-            if not played.observations:
-                raise CLIError(f"episode {episode} ended before the policy acted.")
-            records.append(record_episode(played, recorder))
-            if bar is not None:
-                bar.update(1)
-    finally:
-        env.close()
-    return records
+    return record_episodes(env, vector, episodes, play, "policy", bar)
