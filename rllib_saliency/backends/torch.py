@@ -120,34 +120,47 @@ def parameters_of(modules: list[torch.nn.Module]) -> list[torch.nn.Parameter]:
     return list(by_id.values())
 
 
-def children_ids(modules: list[torch.nn.Module]) -> list[int]:
-    """The ids of each module's children, in order, module after module: what ``submodules``
-    reads of them (built by C-level maps)."""
-    return list(map(id, chain.from_iterable(map(dict.values, map(_CHILDREN, modules)))))
+def tree_ids(modules: list[torch.nn.Module]) -> list[int]:
+    """The ids of each module's children, module after module, then of each one's parameters: what
+    ``submodules`` and ``parameters_of`` read of them (built by C-level maps)."""
+    dicts = chain(map(_CHILDREN, modules), map(_PARAMETERS, modules))
+    return list(map(id, chain.from_iterable(map(dict.values, dicts))))
+
+
+_ALIVE = weakref.ref.__call__
 
 
 class SubmoduleWalk:
-    """``submodules(module)``, kept between calls and walked again only when the tree may have
-    changed: the kept modules are held by weak references (a module is never kept alive by its
-    backend) and checked, by C-level maps, to be alive, each with the same children in the same
-    order (a few µs, against the walk's 15 or more on RLlib's default PPO module). Alive, the same
-    objects with the same children ids: the walk, a function of those alone, gives the same list.
-    (A child replaced by an object at the freed one's address is no blind spot: the freed one's
-    weak reference is dead.)"""
+    """``submodules(module)`` and ``parameters_of`` them, kept between calls and walked again only
+    when the tree may have changed: the kept modules and parameters are held by weak references (a
+    module is never kept alive by its backend) and checked, by C-level maps, to be alive, each
+    module with the same children and parameters in the same order (a few µs, against the walk's
+    15 or more on RLlib's default PPO module). Alive, the same objects with the same ids under
+    them: the walk, a function of those alone, gives the same lists. (A child or parameter replaced
+    by an object at the freed one's address is no blind spot: the freed one's weak reference is
+    dead.)"""
 
     def __init__(self) -> None:
-        self._refs: list[weakref.ref] = []
-        self._children: list[int] | None = None
+        self._modules: list[weakref.ref] = []
+        self._parameters: list[weakref.ref] = []
+        self._ids: list[int] | None = None
 
-    def __call__(self, module: torch.nn.Module) -> list[torch.nn.Module]:
-        if self._children is not None and self._refs[0]() is module:
-            modules = list(map(weakref.ref.__call__, self._refs))
-            if all(map(operator.is_not, modules, repeat(None))) and children_ids(modules) == self._children:
-                return modules
+    def __call__(self, module: torch.nn.Module) -> tuple[list[torch.nn.Module], list[torch.nn.Parameter]]:
+        if self._ids is not None and self._modules[0]() is module:
+            modules = list(map(_ALIVE, self._modules))
+            parameters = list(map(_ALIVE, self._parameters))
+            if (
+                all(map(operator.is_not, modules, repeat(None)))
+                and all(map(operator.is_not, parameters, repeat(None)))
+                and tree_ids(modules) == self._ids
+            ):
+                return modules, parameters
         modules = submodules(module)
-        self._refs = [weakref.ref(m) for m in modules]
-        self._children = children_ids(modules)
-        return modules
+        parameters = parameters_of(modules)
+        self._modules = [weakref.ref(m) for m in modules]
+        self._parameters = [weakref.ref(p) for p in parameters]
+        self._ids = tree_ids(modules)
+        return modules, parameters
 
 
 @contextmanager
@@ -354,13 +367,13 @@ class TorchBackend:
             yield
             return
         module = self._module
-        modules = self._walk(module)  # one walk for the modes and the parameters
+        # One (kept) walk for the modes and the parameters. The parameters are gathered once per
+        # call: nothing replaces a parameter between this call's forward and evaluate; in-place
+        # updates still show in the version counters that parameter_state compares.
+        modules, parameters = self._walk(module)
         with eval_mode(module, modules):
             self._explaining = True
-            # Gathered once per call (walking the submodules costs ~0.2 ms): nothing replaces a
-            # parameter between this call's forward and evaluate; in-place updates still show in
-            # the version counters that parameter_state compares.
-            self._parameters = parameters_of(modules)
+            self._parameters = parameters
             try:
                 yield
             finally:
@@ -372,7 +385,7 @@ class TorchBackend:
         if self._explaining:
             return nullcontext()
         module = self._module
-        return eval_mode(module, self._walk(module))
+        return eval_mode(module, self._walk(module)[0])
 
     def sync_weights(self) -> None:
         """Nothing to do: the module itself (and its current weights) is used."""
