@@ -10,6 +10,7 @@ RLlib does not keep current, is refused (the stack package decides: ``stacks.che
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from rllib_saliency import engine
@@ -18,10 +19,13 @@ from rllib_saliency.activation import maximize_activation as _maximize_activatio
 from rllib_saliency.engine import Attribution
 from rllib_saliency.stacks import check_model, stack_of
 
+_NAME = operator.attrgetter("__name__")
+
 
 def is_algorithm(model: Any) -> bool:
     """An RLlib Algorithm (checked by class name and attributes: importing RLlib costs seconds)."""
-    return any(cls.__name__ == "Algorithm" for cls in type(model).__mro__) and hasattr(model, "config")
+    names = map(_NAME, type(model).__mro__)  # (a C-level scan: it runs on every explain() call)
+    return "Algorithm" in names and hasattr(model, "config")
 
 
 def _model_id(algorithm: Any, policy_id: str | None, module_id: str | None) -> str:

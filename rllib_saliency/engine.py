@@ -53,15 +53,20 @@ class Attribution:
     finite: np.ndarray | None = field(default=None, repr=False)
 
 
+def _expected_shape(obs_shape: tuple[int, ...]) -> str:
+    return f"(N, {', '.join(map(str, obs_shape))})" if obs_shape else "(N,)"
+
+
 def _check_observations(obs: Any, obs_shape: tuple[int, ...]) -> np.ndarray:
-    expected = f"(N, {', '.join(map(str, obs_shape))})" if obs_shape else "(N,)"
     array = np.asarray(obs)
     if array.dtype.kind not in "biuf":
+        expected = _expected_shape(obs_shape)
         raise ValueError(
             f"obs must be a numeric array of shape {expected} (preprocessed observations as in "
             f"the policy's sample batches); got dtype {array.dtype}."
         )
     if array.shape[1:] != tuple(obs_shape) or array.ndim != len(obs_shape) + 1 or len(array) == 0:
+        expected = _expected_shape(obs_shape)
         raise ValueError(
             f"obs must have shape {expected} (a non-empty batch of preprocessed observations as in "
             f"the policy's sample batches, policy.observation_space.shape={tuple(obs_shape)}); "
@@ -228,9 +233,10 @@ def _explain(
     rows = observations if all_finite else observations[finite]
 
     backend.sync_weights()
-    if actions is not None:
-        actions = actions[finite]
-    states = tuple(s[finite] for s in states)
+    if not all_finite:  # (else the checked arrays as they are: copies made here, not the caller's)
+        if actions is not None:
+            actions = actions[finite]
+        states = tuple(s[finite] for s in states)
     if resolved_target is not None:
         if resolved_target.kind != ("dist_input" if spec.kind == "greedy_logit" else spec.kind):
             raise ValueError(f"resolved_target is of kind {resolved_target.kind!r}, not target {target!r}.")
@@ -259,9 +265,8 @@ def _explain(
     # One pass over a finite batch: its attributions are the result as they come back, no copy.
     values = None if one_pass else np.full(observations.shape, np.nan, np.float32)
     target_values = np.full(n, np.nan, np.float32)
-    delta = np.full(n, np.nan, np.float32)
-    finite_index = np.flatnonzero(finite)
-    has_delta = False
+    delta = None  # (made for a method that has it)
+    finite_index = None if all_finite else np.flatnonzero(finite)
     for start in range(0, len(rows), batch_size):
         chunk = slice(start, start + batch_size)
         # (The whole batch as itself, not a view: a backend recognises the array it staged.)
@@ -294,9 +299,13 @@ def _explain(
             values[index] = result.values
         target_values[index] = fn.value(inputs)
         if result.delta is not None:
-            has_delta = True
+            if delta is None:
+                delta = np.full(n, np.nan, np.float32)
             delta[index] = result.delta
-    resolved = concatenate_targets(chunk_targets) if per_chunk else resolved_target
+    if not per_chunk:
+        resolved = resolved_target
+    else:  # (one chunk, most calls: its target as it is, not a copy)
+        resolved = chunk_targets[0] if len(chunk_targets) == 1 else concatenate_targets(chunk_targets)
     nested = None
     if structured:
         space = original_space(policy.observation_space)
@@ -313,7 +322,7 @@ def _explain(
         method=method,
         target=target,
         observations=observations,
-        delta=delta if has_delta else None,
+        delta=delta,
         options=options,
         resolved=resolved,
         finite=finite,

@@ -169,7 +169,9 @@ def resolve_target(
     """
     if spec.kind == "greedy_logit":
         logits = dist_inputs[:, spec.column : spec.column + spec.size]
-        columns = (spec.column + np.argmax(logits, axis=1)).astype(np.int32)
+        columns = np.argmax(logits, axis=1).astype(np.int32)
+        if spec.column:  # (a later sub-action of a MultiDiscrete action: its first logit's column)
+            columns += spec.column
         return ResolvedTarget("dist_input", columns=columns, states=states)
     if spec.kind == "dist_input":
         return ResolvedTarget("dist_input", columns=np.full(n, spec.column, dtype=np.int32), states=states)

