@@ -10,6 +10,8 @@ TensorFlow first.
 
 from __future__ import annotations
 
+from typing import Any
+
 import gymnasium as gym
 import numpy as np
 from conftest import STACK
@@ -113,3 +115,17 @@ def finite_differences(
         minus = reference_target(outputs, x - step, target, obs, actions)
         numeric[:, j] = (plus - minus) / (2 * eps)
     return numeric
+
+
+def check_action_follows_the_greedy_action(model: Any, obs: np.ndarray, logits: np.ndarray) -> None:
+    """Target "action" on a Discrete model: the greedy action's logit (the largest in each row,
+    ``logits`` being the model's own), and in each row the gradient of that action's column."""
+    from rllib_saliency import explain
+
+    greedy = np.argmax(logits, axis=1)
+    action = explain(model, obs, "gradient", "action")
+    np.testing.assert_array_equal(action.resolved.columns, greedy)
+    np.testing.assert_allclose(action.target_values, logits.max(axis=1), rtol=1e-6, atol=1e-6)
+    for k in range(logits.shape[1]):
+        column = explain(model, obs, "gradient", f"action_{k}").values
+        np.testing.assert_array_equal(action.values[greedy == k], column[greedy == k])

@@ -12,7 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from envs import env_observations
-from reference_outputs import finite_differences, outputs_of, reference_target
+from reference_outputs import (
+    check_action_follows_the_greedy_action,
+    finite_differences,
+    outputs_of,
+    reference_target,
+)
 
 from rllib_saliency import explain
 from rllib_saliency.api import current_model
@@ -60,12 +65,7 @@ def test_target_values_are_the_models_own_outputs(trained, env):
     action = explain(model, obs, "gradient", "action")
     if env == "CartPole-v1":
         # The greedy action's logit: the largest one in every row, and its gradient is that column's.
-        np.testing.assert_array_equal(action.resolved.columns, np.argmax(dist_inputs, axis=1))
-        np.testing.assert_allclose(action.target_values, dist_inputs.max(axis=1), rtol=1e-6, atol=1e-6)
-        for k in range(2):
-            rows = np.argmax(dist_inputs, axis=1) == k
-            column = explain(model, obs, "gradient", f"action_{k}").values
-            np.testing.assert_array_equal(action.values[rows], column[rows])
+        check_action_follows_the_greedy_action(model, obs, dist_inputs)
     else:
         # Box actions: "action" (and action_0) is the Gaussian mean, RLlib's greedy action.
         mean = greedy[:, 0]

@@ -26,7 +26,7 @@ from envs import env_observations
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis import ValueFunctionAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
-from reference_outputs import finite_differences, outputs_of
+from reference_outputs import check_action_follows_the_greedy_action, finite_differences, outputs_of
 
 from rllib_saliency import explain, maximize_activation
 from rllib_saliency.trust import deletion_auc, randomization_rank_corr, rank_agreement
@@ -82,13 +82,7 @@ def test_the_action_target_follows_the_greedy_action_in_every_row(trained):
         last.bias[0] += float(np.median(dist_inputs[:, 1] - dist_inputs[:, 0]))
     logits = outputs_of(module).dist_inputs(obs)
     assert 0.2 < np.mean(np.argmax(logits, axis=1)) < 0.8, "both actions should be greedy somewhere"
-    action = explain(module, obs, "gradient", "action")
-    np.testing.assert_array_equal(action.resolved.columns, np.argmax(logits, axis=1))
-    np.testing.assert_allclose(action.target_values, logits.max(axis=1), rtol=1e-6, atol=1e-6)
-    for k in range(2):
-        rows = np.argmax(logits, axis=1) == k
-        column = explain(module, obs, "gradient", f"action_{k}").values
-        np.testing.assert_array_equal(action.values[rows], column[rows])
+    check_action_follows_the_greedy_action(module, obs, logits)
 
 
 @pytest.mark.parametrize("env", ENVS)
