@@ -158,12 +158,17 @@ class SaliencyCallbacks(RLlibCallback):
 
         Args:
             every: training iterations between saliency computations. Default ``None``:
-                after every iteration while the computations so far took at most
-                ``max_overhead`` of the training's wall time, else at the first iteration
-                that brings them back under it (the first iteration always computes).
+                within ``max_overhead`` of the training's wall time. The first iteration
+                always computes: the first method of every target, and the further parts
+                (other methods, deletion, randomization) while they fit 2 s, priced from
+                the first method's time per pass. A model whose complete computation fits
+                one iteration's share computes after every iteration while the share so
+                far allows; a costlier one gets complete computations when the budget has
+                room for them and light ones (the first method) on half of it in between
+                (``result["saliency"]["partial"]`` marks those; ``callbacks/schedule.py``).
             max_overhead: with ``every=None``, that share (default 0.05: 5 %). Ignored
-                with an explicit ``every``, which computes on that schedule whatever
-                it costs.
+                with an explicit ``every``, which computes everything on that schedule,
+                whatever it costs.
             num_samples: observations per policy (module) per env runner per
                 computation (a uniform reservoir over all batches since the last one).
             methods: attribution methods (see ``rllib_saliency.METHODS``).
