@@ -131,6 +131,11 @@ def _trust_sums(
 COSTLY_TRUST = ("deletion", "randomization")
 
 
+def has_further_parts(settings: Any) -> bool:
+    """Whether the settings ask for more than the first part (see :class:`ComputationPlan`)."""
+    return len(settings.methods) > 1 or any(m in COSTLY_TRUST for m in settings.trust_metrics)
+
+
 def explain_sample(
     model: Any,
     model_id: str,
@@ -159,6 +164,7 @@ def explain_sample(
     costly = tuple(m for m in settings.trust_metrics if m in COSTLY_TRUST)
     cheap = tuple(m for m in settings.trust_metrics if m not in COSTLY_TRUST)
     done: dict[str, dict[str, tuple[Any, AttributionSummary]]] = {target: {} for target in targets}
+    passes = {method: _passes(method, settings, obs_shape) for method in settings.methods}
     seconds_per_pass: dict[str, float] = {}
 
     def explain_pair(target: str, method: str) -> Any:
@@ -174,14 +180,14 @@ def explain_sample(
 
     rewarmed: set[str] = set()
 
-    def fits(name: str, passes: int, target: str) -> bool:
+    def fits(name: str, part_passes: int, target: str) -> bool:
         """Whether a further part may run now; records it as deferred if not."""
         if plan.light:
             out.deferred[name] = 0.0
             return False
         if plan.allowance is None:
             return True
-        estimate = passes * seconds_per_pass.get(target, 0.0)
+        estimate = part_passes * seconds_per_pass[target]
         if time.perf_counter() - started + estimate > plan.allowance and target not in rewarmed:
             # The first call of a target pays one-off set-up (tracing, graph building): price
             # the pass again, warm, before leaving anything out on its account.
@@ -189,13 +195,13 @@ def explain_sample(
             begun = time.perf_counter()
             try:
                 explain_pair(target, first)
-                warm = (time.perf_counter() - begun) / _passes(first, settings, obs_shape)
+                warm = (time.perf_counter() - begun) / passes[first]
                 seconds_per_pass[target] = min(seconds_per_pass[target], warm)
             except Exception as error:  # noqa: BLE001 - it worked once; if not now, keep the first price
                 out.errors.append(
                     (f"explain {model_id}/{target}/{first}", type(error).__name__, traceback.format_exc(), 1)
                 )
-            estimate = passes * seconds_per_pass[target]
+            estimate = part_passes * seconds_per_pass[target]
         if time.perf_counter() - started + estimate <= plan.allowance:
             return True
         out.deferred[name] = estimate
@@ -225,8 +231,8 @@ def explain_sample(
     def add_costly_trust(target: str, method: str) -> None:
         attribution, summary = done[target][method]
         for metric in costly:
-            passes = _trust_passes(metric, _passes(method, settings, obs_shape), obs_shape)
-            if not fits(f"{target}/{method}/{metric}", passes, target):
+            part_passes = _trust_passes(metric, passes[method], obs_shape)
+            if not fits(f"{target}/{method}/{metric}", part_passes, target):
                 continue
             try:
                 summary.trust.update(_trust_sums(model, attribution, settings, (metric,)))
@@ -236,22 +242,18 @@ def explain_sample(
                 )
 
     # The first part: every target's first method; its time per pass prices the further parts.
-    stopped: set[str] = set()
     for target in targets:
         begun = time.perf_counter()
-        failure = run(target, first)
-        seconds_per_pass[target] = (time.perf_counter() - begun) / _passes(first, settings, obs_shape)
-        if failure == "model":
+        if run(target, first) == "model":
             return out
-        if failure == "target" or first not in done[target]:
-            stopped.add(target)
-    # The further parts.
+        seconds_per_pass[target] = (time.perf_counter() - begun) / passes[first]
+    # The further parts, of the targets whose first method worked.
     for target in targets:
-        if target in stopped:
+        if first not in done[target]:
             continue
         add_costly_trust(target, first)
         for method in others:
-            if not fits(f"{target}/{method}", _passes(method, settings, obs_shape), target):
+            if not fits(f"{target}/{method}", passes[method], target):
                 continue
             failure = run(target, method)
             if failure == "model":

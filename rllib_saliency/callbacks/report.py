@@ -25,7 +25,7 @@ from rllib_saliency.callbacks.images import BackgroundImages
 from rllib_saliency.callbacks.schedule import ComputationSchedule
 from rllib_saliency.callbacks.settings import SaliencySettings
 from rllib_saliency.history import HISTORY_FILE, EvolutionHistory
-from rllib_saliency.sample_summaries import COSTLY_TRUST, ComputationPlan
+from rllib_saliency.sample_summaries import ComputationPlan, has_further_parts
 from rllib_saliency.summaries import MergedSummary, feature_layout, merge
 
 logger = logging.getLogger("rllib_saliency")
@@ -82,10 +82,9 @@ class Reporter:
         self._unimaged: tuple[Any, ...] | None = None
         self._images = BackgroundImages(self.errors)
         self._episodes = TrainingEpisodes(settings, stack, self.errors, self._images)
-        further_parts = len(settings.methods) > 1 or any(
-            m in COSTLY_TRUST for m in settings.trust_metrics
+        self.schedule = ComputationSchedule(
+            settings.every, settings.max_overhead, has_further_parts(settings)
         )
-        self.schedule = ComputationSchedule(settings.every, settings.max_overhead, further_parts)
 
     def on_train_result(
         self, algorithm: Any, result: dict, collect: Callable[[ComputationPlan], list[dict]]
