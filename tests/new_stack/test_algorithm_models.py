@@ -30,15 +30,19 @@ def cartpole_obs(n: int = 48, seed: int = 0) -> np.ndarray:
 
 
 def async_config(name: str):
-    """APPO or IMPALA with one env runner: their learner runs remotely even with num_learners=0."""
+    """APPO or IMPALA sampling on the driver: their learner runs remotely even with
+    num_learners=0 (a remote env runner would only add a process start to this test).
+    Iterations end after 200 sampled steps (two train batches), not after their default 10 s
+    minimum, in which the learner trains flat out against the suite's other processes."""
     import importlib
 
     module = importlib.import_module(f"ray.rllib.algorithms.{name.lower()}")
     return (
         getattr(module, f"{name}Config")()
         .environment("CartPole-v1")
-        .env_runners(num_env_runners=1)
+        .env_runners(num_env_runners=0)
         .training(train_batch_size_per_learner=100)
+        .reporting(min_time_s_per_iteration=0, min_sample_timesteps_per_iteration=200)
         .debugging(seed=0)
     )
 
@@ -78,6 +82,9 @@ def test_explain_algo_is_the_learners_current_module(ray_cluster, tmp_path, make
     try:
         results = [algo.train() for _ in range(2)]
         assert algo.learner_group._learner is None  # where README's old recipe failed
+        # The learner trained (so its weights are not the initial ones the driver also has).
+        trained = results[-1]["learners"]["default_policy"]["num_module_steps_trained_lifetime"]
+        assert trained > 0, results[-1]["learners"]
         for result in results:
             assert "errors" not in result["saliency"], result["saliency"]
         events = load(str(logdir), algo)
