@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from rllib_saliency.backends import Backend, TargetFunction, backend_for
-from rllib_saliency.backends.base import finite_rows
+from rllib_saliency.backends.base import finite_rows, resolve_at
 from rllib_saliency.methods import BatchContext, get_method
 from rllib_saliency.recurrent import initial_states, recurrent_layout
 from rllib_saliency.structure import is_structured, original_space, unflatten
@@ -273,16 +273,8 @@ def _explain(
         inputs = rows if len(rows) <= batch_size else rows[chunk]
         if per_chunk:
             chunk_states = tuple(s[chunk] for s in states)
-            outputs = backend.forward(inputs, chunk_states)
-            chunk_target = resolve_target(
-                spec,
-                len(inputs),
-                outputs.dist_inputs,
-                outputs.greedy_actions,
-                None if actions is None else actions[chunk],
-                chunk_states,
-                value_needs_action,
-            )
+            chunk_actions = None if actions is None else actions[chunk]
+            chunk_target = resolve_at(backend, spec, inputs, chunk_states, chunk_actions, value_needs_action)
             chunk_targets.append(chunk_target)
         else:
             chunk_target = resolved_target.take(chunk)

@@ -13,6 +13,19 @@ from rllib_saliency.methods import BatchContext
 from rllib_saliency.targets import ResolvedTarget
 
 
+def central_differences(f, x: np.ndarray, eps: float = 1e-6, dtype=np.float64) -> np.ndarray:
+    """Central differences of a per-row scalar ``f(z) -> (N,)`` w.r.t. each feature of ``x``
+    ``(N, D)``, cast to ``dtype`` first (float64 for a float64 copy of a model; float32 for what
+    a model runs in)."""
+    x = np.asarray(x).astype(dtype)
+    numeric = np.zeros_like(x)
+    for j in range(x.shape[1]):
+        step = np.zeros_like(x)
+        step[:, j] = eps
+        numeric[:, j] = (f(x + step) - f(x - step)) / (2 * eps)
+    return numeric
+
+
 class PolynomialBackend:
     """f(x) = Σ_j a_j x_j + b_j x_j²  (per sample), gradient a + 2 b x."""
 

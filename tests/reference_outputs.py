@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from analytic import central_differences
 from conftest import STACK
 
 
@@ -106,15 +107,7 @@ def finite_differences(
 ) -> np.ndarray:
     """Central finite differences of the target through the model itself, at ``obs`` cast to
     ``dtype`` (float32: what the model runs in; float64: for a float64 copy)."""
-    x = obs.astype(dtype)
-    numeric = np.zeros_like(x)
-    for j in range(x.shape[1]):
-        step = np.zeros_like(x)
-        step[:, j] = eps
-        plus = reference_target(outputs, x + step, target, obs, actions)
-        minus = reference_target(outputs, x - step, target, obs, actions)
-        numeric[:, j] = (plus - minus) / (2 * eps)
-    return numeric
+    return central_differences(lambda x: reference_target(outputs, x, target, obs, actions), obs, eps, dtype)
 
 
 def check_action_follows_the_greedy_action(model: Any, obs: np.ndarray, logits: np.ndarray) -> None:

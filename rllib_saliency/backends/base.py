@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from rllib_saliency.targets import ResolvedTarget
+from rllib_saliency.targets import ResolvedTarget, TargetSpec, resolve_target
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,27 @@ class Backend(Protocol):
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Target values ``(N,)`` and, if asked, their gradient ``(N, *obs_shape)``.
         Recurrent models take their per-sample state from ``target.states``."""
+
+
+def resolve_at(
+    backend: Backend,
+    spec: TargetSpec,
+    obs: np.ndarray,
+    states: tuple[np.ndarray, ...],
+    actions: np.ndarray | None,
+    value_needs_action: bool,
+) -> ResolvedTarget:
+    """``spec``'s per-sample choices at ``obs`` from the model's own outputs there: the backend's
+    forward pass and :func:`~rllib_saliency.targets.resolve_target`, or for target "action" the
+    backend's ``resolve_greedy`` where it has one (torch: the greedy columns found on the
+    module's device, from the pass it keeps for the next ``evaluate``). The same choices."""
+    greedy = getattr(backend, "resolve_greedy", None)
+    if greedy is not None and spec.kind == "greedy_logit":
+        return greedy(spec, obs, states)
+    outputs = backend.forward(obs, states)
+    return resolve_target(
+        spec, len(obs), outputs.dist_inputs, outputs.greedy_actions, actions, states, value_needs_action
+    )
 
 
 def check_state_count(policy_id: str, expected: int, states: tuple) -> None:

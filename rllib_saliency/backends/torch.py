@@ -13,9 +13,10 @@ written), ``requires_grad`` flags are not touched, and train/eval mode is restor
 The computation runs on the module's device (a learner's GPU, if it has one).
 
 Targets that need the greedy action ("action", "logp" without actions) are resolved
-by a :meth:`TorchBackend.forward` pass at the observations, then differentiated by
-:meth:`TorchBackend.evaluate` at the same observations. ``forward`` therefore runs
-under autograd and keeps its pass for the very next ``evaluate``: when that one gets
+by a :meth:`TorchBackend.forward` pass at the observations (target "action": by
+:meth:`TorchBackend.resolve_greedy`, which finds the greedy columns on the device), then
+differentiated by :meth:`TorchBackend.evaluate` at the same observations. Both run
+under autograd and keep their pass for the very next ``evaluate``: when that one gets
 the same observations and the module's parameters are unchanged (same tensors, same
 in-place version counters), it differentiates the kept pass instead of running the
 module again. Any ``evaluate`` call drops the kept pass, used or not.
@@ -42,7 +43,7 @@ from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
 from rllib_saliency.backends import torch_heads
 from rllib_saliency.backends.base import ModelOutputs, check_state_count, finite_rows, reinitialised_weights
 from rllib_saliency.errors import UnsupportedModel, UnsupportedTarget
-from rllib_saliency.targets import ResolvedTarget
+from rllib_saliency.targets import ResolvedTarget, TargetSpec
 
 POLICY_TARGETS = "'action', 'action_K' and 'logp'"
 
@@ -258,6 +259,8 @@ class KeptPass:
     dist_inputs: torch.Tensor
     parameters: tuple
     states: tuple = ()
+    # resolve_greedy()'s columns: the array it handed back, and their device copy.
+    columns: tuple[np.ndarray, torch.Tensor] | None = None
 
     def matches(self, obs: np.ndarray, parameters: tuple, states: tuple = ()) -> bool:
         return (
@@ -536,24 +539,48 @@ class TorchBackend:
         return dist_inputs
 
     def forward(self, obs: np.ndarray, states: tuple[np.ndarray, ...] = ()) -> ModelOutputs:
-        check_state_count(self._module_id, self._num_states, states)
-        self._kept = None
         with outside_inference_mode(), self._eval_mode():
-            with grad_mode(True):  # kept for evaluate(): see the module docstring
-                inputs = self._tensor(obs).requires_grad_(True)
-                dist_inputs = self._run(inputs, states)
-            if dist_inputs.requires_grad:  # (not for a module whose pass runs without autograd)
-                self._kept = KeptPass(
-                    obs,
-                    inputs,
-                    dist_inputs,
-                    parameter_state(self._module, self._parameters),
-                    tuple(np.array(s, copy=True) for s in states) if states else (),
-                )
+            dist_inputs = self._kept_pass(obs, states)
             with grad_mode(False):
-                dist_inputs = dist_inputs.detach()
                 greedy = self._greedy(dist_inputs)
         return ModelOutputs(host(dist_inputs, np.float32), host(greedy, self._space.dtype))
+
+    def resolve_greedy(
+        self, spec: TargetSpec, obs: np.ndarray, states: tuple[np.ndarray, ...]
+    ) -> ResolvedTarget:
+        """Target "action" (a ``greedy_logit`` spec) at ``obs``, as ``resolve_target`` resolves it
+        after ``forward``, with the greedy columns found on the device from the kept pass: only
+        the N columns come back to the host (not the outputs, nor the greedy actions), and the
+        next ``evaluate`` gathers with their device copy. The same argmax of the same numbers
+        (ties: the first column, as numpy's)."""
+        with outside_inference_mode(), self._eval_mode():
+            dist_inputs = self._kept_pass(obs, states)
+            with grad_mode(False):
+                columns = dist_inputs[:, spec.column : spec.column + spec.size].argmax(dim=1)
+                if spec.column:  # (a later sub-action of a MultiDiscrete action: its first logit's column)
+                    columns = columns + spec.column
+        on_host = host(columns, np.int32)
+        if self._kept is not None:
+            self._kept.columns = (on_host, columns)
+        return ResolvedTarget("dist_input", columns=on_host, states=states)
+
+    def _kept_pass(self, obs: np.ndarray, states: tuple[np.ndarray, ...]) -> torch.Tensor:
+        """The outputs at ``obs`` (detached), from a pass under autograd kept for the next
+        ``evaluate`` (see the module docstring)."""
+        check_state_count(self._module_id, self._num_states, states)
+        self._kept = None
+        with grad_mode(True):
+            inputs = self._tensor(obs).requires_grad_(True)
+            dist_inputs = self._run(inputs, states)
+        if dist_inputs.requires_grad:  # (not for a module whose pass runs without autograd)
+            self._kept = KeptPass(
+                obs,
+                inputs,
+                dist_inputs,
+                parameter_state(self._module, self._parameters),
+                tuple(np.array(s, copy=True) for s in states) if states else (),
+            )
+        return dist_inputs.detach()
 
     def _greedy(self, dist_inputs: torch.Tensor) -> torch.Tensor:
         """The greedy action: argmax of a Q-network's Q-values (as RLlib's DQN acts), SAC's squashed
@@ -590,7 +617,14 @@ class TorchBackend:
             lacks = f"has no value head ({type(error).__name__}: {error})"
             raise value_head_error(self._module, self._module_id, lacks) from error
 
-    def _from_dist_inputs(self, dist_inputs: torch.Tensor, target: ResolvedTarget) -> torch.Tensor:
+    def _from_dist_inputs(
+        self,
+        dist_inputs: torch.Tensor,
+        target: ResolvedTarget,
+        staged_columns: tuple[np.ndarray, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """The target from the outputs; ``staged_columns``: resolve_greedy()'s columns and their
+        device copy, used when ``target`` holds that very array."""
         if self._kind == "q":
             if target.kind == "value":  # max_a Q(s, a)
                 return dist_inputs.max(dim=1).values
@@ -614,7 +648,10 @@ class TorchBackend:
                 "'value' (a value function, or SAC's twin Q-networks)."
             )
         if target.kind == "dist_input":
-            columns = torch.as_tensor(target.columns, dtype=torch.long, device=dist_inputs.device)
+            if staged_columns is not None and staged_columns[0] is target.columns:
+                columns = staged_columns[1]
+            else:
+                columns = torch.as_tensor(target.columns, dtype=torch.long, device=dist_inputs.device)
             return dist_inputs.gather(1, columns[:, None])[:, 0]
         if target.kind == "logp":
             dist = self._module.get_exploration_action_dist_cls().from_logits(dist_inputs)
@@ -637,7 +674,7 @@ class TorchBackend:
         with outside_inference_mode(), self._eval_mode(), grad_mode(with_gradient):
             if kept is not None:  # forward() ran this very pass already
                 inputs = kept.inputs
-                values = self._from_dist_inputs(kept.dist_inputs, target)
+                values = self._from_dist_inputs(kept.dist_inputs, target, kept.columns)
             else:
                 inputs = self._tensor(obs)
                 if with_gradient:

@@ -66,12 +66,34 @@ def restored_learner_module(checkpoint: str, module_id: str = "default_policy"):
     return RLModule.from_checkpoint(path)
 
 
+def settled_learner_state(learner) -> dict:
+    """On a learner: settle_learner, then what its update thread is doing (APPO/IMPALA)."""
+    from rllib_saliency.stacks.new.training import _waiting_in, settle_learner
+
+    busy = settle_learner(learner)
+    thread = getattr(learner, "_learner_thread", None)
+    queue = getattr(learner, "_learner_thread_in_queue", None)
+    if thread is None or queue is None:
+        return {"busy": busy, "has_update_thread": False}
+    return {
+        "busy": busy,
+        "has_update_thread": True,
+        "alive": thread.is_alive(),
+        "queued": queue.qsize(),
+        "waiting": _waiting_in(thread, queue),
+    }
+
+
 @pytest.mark.parametrize("make_config", [appo_config, impala_config, remote_learner_ppo_config])
 def test_explain_algo_is_the_learners_current_module(ray_cluster, tmp_path, make_config):
     """APPO and IMPALA (their learner is remote even with num_learners=0) and PPO with a remote
     learner: no local learner, and the driver's module lags; explain(algo) uses the learner's weights.
     Trained with the callback: its tags land in the event files with no errors, and the CLI
-    explains the checkpoint."""
+    explains the checkpoint. APPO/IMPALA's learner trains in a thread of its own while the
+    callback explains its module: short iterations (some 0.3 s) leave it training on queued
+    batches when the callback runs, which made autograd refuse one computation in a few
+    (weights changed in place under its pass) until the callback waited for that thread."""
+    iterations = 2 if make_config is remote_learner_ppo_config else 5
     logdir = tmp_path / "logs"
     config = make_config().callbacks(
         SaliencyCallbacks.configure(
@@ -80,8 +102,16 @@ def test_explain_algo_is_the_learners_current_module(ray_cluster, tmp_path, make
     )
     algo = config.build_algo()
     try:
-        results = [algo.train() for _ in range(2)]
+        results = [algo.train() for _ in range(iterations)]
         assert algo.learner_group._learner is None  # where README's old recipe failed
+        [state] = [r.get() for r in algo.learner_group.foreach_learner(settled_learner_state)]
+        # APPO/IMPALA: RLlib's update thread is where settle_learner looks for it (were it renamed,
+        # settle_learner would wait for nothing), and after it, idle: nothing queued, waiting.
+        async_learner = make_config is not remote_learner_ppo_config
+        assert state["has_update_thread"] == async_learner, state
+        assert state["busy"] is None, state
+        if async_learner:
+            assert state["alive"] and state["queued"] == 0 and state["waiting"], state
         # The learner trained (so its weights are not the initial ones the driver also has).
         trained = results[-1]["learners"]["default_policy"]["num_module_steps_trained_lifetime"]
         assert trained > 0, results[-1]["learners"]
@@ -91,7 +121,7 @@ def test_explain_algo_is_the_learners_current_module(ray_cluster, tmp_path, make
         for target in ("action", "value"):
             for feature in range(4):
                 logged = scalars(events, f"saliency/default_policy/{target}/gradient/mean_abs/f{feature}")
-                assert sorted(logged) == [1, 2], (target, feature, logged)
+                assert sorted(logged) == list(range(1, iterations + 1)), (target, feature, logged)
                 assert all(np.isfinite(v) and v > 0 for v in logged.values())
         obs = cartpole_obs()
         ours = {target: explain(algo, obs, "gradient", target) for target in ("action", "value")}

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from analytic import central_differences
 from cli_output import describe, run_parallel
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.rl_module import RLModule
@@ -272,14 +273,7 @@ def finite_differences(module, obs, target, actions, eps: float = 1e-6) -> np.nd
         inputs = module.forward_inference({Columns.OBS: torch.as_tensor(x)})[Columns.ACTION_DIST_INPUTS]
     # "action": the greedy action's logit (Discrete), the first mean (Box), chosen at x.
     column = np.argmax(inputs.numpy(), axis=1) if discrete else np.zeros(len(x), int)
-    numeric = np.zeros_like(x)
-    for j in range(x.shape[1]):
-        step = np.zeros_like(x)
-        step[:, j] = eps
-        plus = _outputs(module, x + step, target, actions, column)
-        minus = _outputs(module, x - step, target, actions, column)
-        numeric[:, j] = (plus - minus) / (2 * eps)
-    return numeric
+    return central_differences(lambda z: _outputs(module, z, target, actions, column), x, eps)
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from analytic import central_differences
 from cli_output import describe, run_commands
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.q_net_api import QNetAPI
@@ -140,17 +141,6 @@ def float64_q(module) -> callable:
     return q
 
 
-def finite_differences(f, obs: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Central differences of the per-row scalar ``f(x) (N,)`` w.r.t. each feature."""
-    x = obs.astype(np.float64)
-    gradient = np.zeros_like(x)
-    for j in range(x.shape[1]):
-        step = np.zeros_like(x)
-        step[:, j] = eps
-        gradient[:, j] = (f(x + step) - f(x - step)) / (2 * eps)
-    return gradient
-
-
 def check_against_q(algo, module, obs: np.ndarray, dueling_head: bool) -> None:
     """explain(algo, ...) for every Q target against finite differences of compute_q_values."""
     q = float64_q(module)
@@ -167,7 +157,7 @@ def check_against_q(algo, module, obs: np.ndarray, dueling_head: bool) -> None:
     for target, f in expected.items():
         attribution = explain(algo, obs, "gradient", target)
         np.testing.assert_allclose(attribution.target_values, f(obs.astype(np.float64)), rtol=1e-5, atol=1e-5)
-        fd = finite_differences(f, obs)
+        fd = central_differences(f, obs)
         scale = np.abs(fd).max()
         assert scale > 1e-3, target  # a map that is not all zeros
         np.testing.assert_allclose(attribution.values, fd, rtol=1e-3, atol=1e-4 * scale, err_msg=target)

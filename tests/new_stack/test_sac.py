@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from analytic import central_differences
 from cli_output import describe, run_commands
 from ray.rllib.core.columns import Columns
 from tb_events import load, scalars
@@ -69,16 +70,6 @@ def sac(ray_cluster, tmp_path_factory):
     checkpoint = algo.save_to_path(str(tmp_path_factory.mktemp("sac") / "checkpoint"))
     yield algo, results, errors, logdir, checkpoint
     algo.stop()
-
-
-def finite_differences(f, obs: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    x = obs.astype(np.float64)
-    gradient = np.zeros_like(x)
-    for j in range(x.shape[1]):
-        step = np.zeros_like(x)
-        step[:, j] = eps
-        gradient[:, j] = (f(x + step) - f(x - step)) / (2 * eps)
-    return gradient
 
 
 def test_callback_logs_action_value_logp_without_errors(sac):
@@ -145,14 +136,14 @@ def test_targets_match_finite_differences_of_the_module(sac):
     for target, f in expected.items():
         attribution = explain(algo, obs, "gradient", target)
         np.testing.assert_allclose(attribution.target_values, f(x), rtol=1e-4, atol=1e-5, err_msg=target)
-        fd = finite_differences(f, obs)
+        fd = central_differences(f, obs)
         scale = np.abs(fd).max()
         assert scale > 1e-3, target
         np.testing.assert_allclose(attribution.values, fd, rtol=1e-3, atol=1e-4 * scale, err_msg=target)
         if target != "action_0":  # the action both are evaluated at: the squashed mean at x
             np.testing.assert_allclose(attribution.resolved.actions, greedy, rtol=1e-5, atol=1e-6)
     # The action is held fixed: the gradient is not the total derivative through the policy.
-    through_policy = finite_differences(lambda z: q(z, np.tanh(dist_inputs(z)[:, :1].numpy())), obs)
+    through_policy = central_differences(lambda z: q(z, np.tanh(dist_inputs(z)[:, :1].numpy())), obs)
     held = explain(algo, obs, "gradient", "value").values
     assert not np.allclose(held, through_policy, rtol=1e-2, atol=1e-3)
     with pytest.raises(UnsupportedTarget, match=r"target 'advantage'.*DefaultSACTorchRLModule.*no advantage"):
@@ -162,7 +153,7 @@ def test_targets_match_finite_differences_of_the_module(sac):
     attribution = explain(algo, obs, "gradient", "value", actions=given)
     at_given = q(x, given.astype(np.float64))
     np.testing.assert_allclose(attribution.target_values, at_given, rtol=1e-4, atol=1e-5)
-    fd = finite_differences(lambda z: q(z, given.astype(np.float64)), obs)
+    fd = central_differences(lambda z: q(z, given.astype(np.float64)), obs)
     np.testing.assert_allclose(attribution.values, fd, rtol=1e-3, atol=1e-4 * np.abs(fd).max())
 
 

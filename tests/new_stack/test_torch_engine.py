@@ -217,6 +217,63 @@ def test_a_kept_pass_is_not_used_after_the_weights_or_observations_change(traine
     np.testing.assert_allclose(gradient, fresh, rtol=1e-6, atol=1e-8)
 
 
+class MultiDiscreteModule(TorchRLModule):
+    """Logits of two sub-actions (3 and 4 choices) from one linear layer; the second sub-action's
+    logits tie in every row (its weights and biases are zero)."""
+
+    def setup(self):
+        self.pi = torch.nn.Linear(self.observation_space.shape[0], 7)
+        with torch.no_grad():
+            self.pi.weight[3:] = 0.0
+            self.pi.bias[3:] = 0.0
+
+    def _forward(self, batch, **kwargs):
+        return {Columns.ACTION_DIST_INPUTS: self.pi(batch[Columns.OBS])}
+
+
+def test_greedy_columns_found_on_the_device_are_the_engines_choice(trained):
+    """Target "action" resolved by the backend's resolve_greedy (on the module's device) gives the
+    choices the engine makes from the outputs (forward + resolve_target), ties to the first column;
+    an evaluate of another target after it does not use its columns."""
+    from rllib_saliency.backends import backend_for
+    from rllib_saliency.targets import ResolvedTarget, parse_target, resolve_target
+
+    module = copy.deepcopy(learner_module(trained("CartPole-v1")))
+    obs = env_observations("CartPole-v1", 64)
+    dist_inputs = outputs_of(module).dist_inputs(obs)
+    last = [m for m in module.pi.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():  # each action greedy in about half the rows (as the test above)
+        last.bias[0] += float(np.median(dist_inputs[:, 1] - dist_inputs[:, 0]))
+    backend = backend_for(module)
+    spec = parse_target("action", module.action_space)
+    outputs = backend.forward(obs)
+    expected = resolve_target(spec, len(obs), outputs.dist_inputs, outputs.greedy_actions, None)
+    resolved = backend.resolve_greedy(spec, obs, ())
+    assert resolved.columns.dtype == expected.columns.dtype == np.int32
+    np.testing.assert_array_equal(resolved.columns, expected.columns)
+    assert 0.2 < resolved.columns.mean() < 0.8  # both actions are greedy somewhere: the check can fail
+    other = 1 - resolved.columns
+    values, _ = backend.evaluate(obs, ResolvedTarget("dist_input", columns=other), False)
+    np.testing.assert_allclose(values, outputs.dist_inputs[np.arange(len(obs)), other], rtol=1e-6)
+
+    torch.manual_seed(0)
+    space = gym.spaces.MultiDiscrete([3, 4])
+    multi = MultiDiscreteModule(observation_space=gym.spaces.Box(-1, 1, (5,), np.float32), action_space=space)
+    x = np.random.default_rng(0).uniform(-1, 1, (64, 5)).astype(np.float32)
+    with torch.no_grad():
+        logits = multi.pi(torch.as_tensor(x)).numpy()
+    for name, first, size in (("action", 0, 3), ("action_1", 3, 4)):
+        attribution = explain(multi, x, "gradient", name)
+        columns = first + np.argmax(logits[:, first : first + size], axis=1)
+        np.testing.assert_array_equal(attribution.resolved.columns, columns, err_msg=name)
+        np.testing.assert_allclose(attribution.target_values, logits[np.arange(64), columns], rtol=1e-6)
+        weights = multi.pi.weight.detach().numpy()[columns]  # d logit_c / dx = W[c]
+        np.testing.assert_allclose(attribution.values, weights, rtol=1e-6, err_msg=name)
+    assert len(set(np.argmax(logits[:, :3], axis=1))) > 1  # sub-action 0: more than one greedy column
+    # Sub-action 1's four logits tie in every row: the first of them, as numpy's argmax.
+    assert set(explain(multi, x, "gradient", "action_1").resolved.columns) == {3}
+
+
 # --- a user's own modules ---------------------------------------------------------------------------
 
 

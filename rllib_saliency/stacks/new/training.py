@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
+import time
 import traceback
 import weakref
 from collections.abc import Callable
@@ -239,6 +241,48 @@ def take_samples(env_runner: Any, find: Callable[[Any], Any]) -> dict[str, Any]:
         return {"errors": [("sampling", type(error).__name__, traceback.format_exc(), 1)]}
 
 
+# How long a computation waits for an IMPALA/APPO learner's queued updates (see settle_learner).
+SETTLE_TIMEOUT_S = 60.0
+
+
+def _waiting_in(thread: Any, queue: Any) -> bool:
+    """Whether ``thread`` is blocked in ``queue.get()`` (waiting for a batch, not training)."""
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        if frame.f_code.co_name == "get" and frame.f_locals.get("self") is queue:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def settle_learner(learner: Any, timeout_s: float = SETTLE_TIMEOUT_S) -> str | None:
+    """IMPALA and APPO learners train in a thread of their own (RLlib's ``_LearnerThread``) on the
+    batches earlier ``update`` calls queued, while the learner actor serves this call: optimizer
+    steps would change the module's weights in place under its passes (autograd then refuses the
+    backward pass). Waits until that thread has trained on everything queued (IMPALA: at most
+    ``learner_queue_size`` batches; APPO's circular buffer: each batch up to
+    ``circular_buffer_iterations_per_batch`` times) and waits for the next batch; calls queued
+    behind this one cannot add any meanwhile (an actor runs one call at a time). Returns why it
+    could not (None: settled; other learners have no such thread and return at once)."""
+    thread = getattr(learner, "_learner_thread", None)
+    queue = getattr(learner, "_learner_thread_in_queue", None)
+    if thread is None or queue is None:
+        return None
+    loader = getattr(learner, "_gpu_loader_in_queue", None)  # (GPU learners: batches on their way)
+    deadline = time.monotonic() + timeout_s
+    while (
+        (loader is not None and loader.qsize())
+        or queue.qsize()
+        or not _waiting_in(thread, queue)
+    ):
+        if not thread.is_alive():
+            return "the learner's update thread has stopped"
+        if time.monotonic() > deadline:
+            return f"the learner's update thread was still training after {timeout_s:.0f} s"
+        time.sleep(0.002)
+    return None
+
+
 def explain_on_learner(
     learner: Any,
     samples: dict[str, Sample],
@@ -249,9 +293,13 @@ def explain_on_learner(
 ) -> dict:
     """Runs where the learner is: explain each module's samples with the learner's module."""
     try:
+        report: dict[str, Any] = {"summaries": [], "errors": [], "deferred": {}}
+        busy = settle_learner(learner)
+        if busy is not None:
+            report["errors"].append(("explain on learner", "LearnerBusy", busy, 1))
+            return report
         modules = learner.module
         rng = np.random.default_rng(seed)
-        report: dict[str, Any] = {"summaries": [], "errors": [], "deferred": {}}
         for module_id, sample in samples.items():
             if module_id not in modules.keys():
                 report["errors"].append(
@@ -347,6 +395,9 @@ def movie_on_learner(learner: Any, record: Any, module_id: str, settings: Any, l
     from rllib_saliency.movie import compute_movie_data
 
     try:
+        busy = settle_learner(learner)
+        if busy is not None:
+            return ("episode on learner", "LearnerBusy", busy, 1)
         data, _ = compute_movie_data(
             learner.module[module_id],
             record,
