@@ -40,6 +40,9 @@ class MovieData:
     checkpoint: str
     options: dict[str, Any] = field(default_factory=dict)
     truncated_by_max_steps: bool = False
+    # The two maps' names on the GIF and the page: a policy's actor and critic; a Q-network's
+    # "actor" map is the taken action's Q-value and its "critic" map max_a Q.
+    map_labels: tuple[str, str] = ("actor", "critic")
 
     def __len__(self) -> int:
         return len(self.observations)
@@ -90,7 +93,11 @@ class MovieData:
             options=np.asarray(json.dumps({k: repr(v) for k, v in self.options.items()})),
             policy_id=np.asarray(self.policy_id),
             checkpoint=np.asarray(self.checkpoint),
+            map_labels=np.asarray(self.map_labels),
         )
+
+
+Q_NETWORK_LABELS = ("Q(s,a)", "max Q")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -190,6 +197,7 @@ def compute_movie_data(
             checkpoint=checkpoint,
             options=dict(actor.options),
             truncated_by_max_steps=record.truncated_by_max_steps,
+            map_labels=Q_NETWORK_LABELS if kind == "q_value" else ("actor", "critic"),
         ),
         notes,
     )

@@ -123,13 +123,15 @@ def draw_bars(
     rows: list[int],
     scales: tuple[float, float],
     height: int = PANEL_HEIGHT,
+    labels: tuple[str, str] = ("actor", "critic"),
 ) -> Image.Image:
-    """Signed per-feature bars of one step: actor (blue, upper) and critic (red, lower) per row."""
+    """Signed per-feature bars of one step: actor (blue, upper) and critic (red, lower) per row,
+    under ``labels`` (MovieData.map_labels)."""
     panel = Image.new("RGB", (BAR_WIDTH, height), (255, 255, 255))
     draw = ImageDraw.Draw(panel)
     font = _font(12)
-    draw.text((6, 4), "actor", fill=ACTOR_RGB, font=font)
-    draw.text((50, 4), "critic", fill=CRITIC_RGB, font=font)
+    draw.text((6, 4), labels[0], fill=ACTOR_RGB, font=font)
+    draw.text((max(50, 18 + draw.textlength(labels[0], font=font)), 4), labels[1], fill=CRITIC_RGB, font=font)
     top, label_width = 22, 96
     row = (height - top - 4) / max(len(rows), 1)
     middle = label_width + (BAR_WIDTH - label_width - 8) / 2
@@ -185,7 +187,9 @@ def render_frames(data: MovieData) -> Iterator[Image.Image]:
         float(np.nanmax(np.abs(critic[:, rows]))) or 1.0 if critic is not None else 1.0,
     )
     for t in range(len(data)):
-        bars = draw_bars(actor[t], None if critic is None else critic[t], names, rows, scales)
+        bars = draw_bars(
+            actor[t], None if critic is None else critic[t], names, rows, scales, labels=data.map_labels
+        )
         if data.frames is not None:
             frame = Image.fromarray(data.frames[t])
             frame = frame.resize((max(1, round(frame.width * PANEL_HEIGHT / frame.height)), PANEL_HEIGHT))

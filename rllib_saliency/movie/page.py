@@ -82,6 +82,7 @@ def page_payload(data: MovieData, fps: float) -> dict[str, Any]:
         "action_names": data.action_names,
         "action_outputs": [_rounded(column) for column in data.action_outputs.T],
         "bookmarks": data.bookmarks(),
+        "labels": list(data.map_labels),
         "image": None,
         "vector": None,
     }

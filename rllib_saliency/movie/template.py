@@ -34,8 +34,8 @@ polyline{fill:none;stroke-width:1.5;vector-effect:non-scaling-stroke}
 <button id="play">play</button>
 <input id="scrubber" type="range" min="0" value="0" step="1">
 <span>step <b id="step">0</b> / <span id="last"></span></span>
-<label><input type="checkbox" id="show-actor" checked> actor (blue)</label>
-<label><input type="checkbox" id="show-critic" checked> critic (red)</label>
+<label><input type="checkbox" id="show-actor" checked> <span id="label-actor">actor</span> (blue)</label>
+<label><input type="checkbox" id="show-critic" checked> <span id="label-critic">critic</span> (red)</label>
 </div>
 <div id="caption"></div>
 <div id="main">
@@ -64,6 +64,8 @@ window.addEventListener("error", function (e) {
     ["return", meta.return], ["length", meta.length + (meta.truncated ? " (cut at --max-steps)" : "")],
     ["checkpoint", meta.checkpoint], ["policy", meta.policy], ["method", meta.method],
   ].map((p) => "<span><b>" + p[0] + ":</b> <span id=\"meta-" + p[0] + "\">" + esc(p[1]) + "</span></span>").join("");
+  $("label-actor").textContent = D.labels[0];
+  $("label-critic").textContent = D.labels[1];
   const scrubber = $("scrubber");
   scrubber.max = String(T - 1);
   $("last").textContent = String(T - 1);
@@ -127,7 +129,7 @@ window.addEventListener("error", function (e) {
     const maxAbs = (series) => Math.max(1e-12, ...series.flat().map((v) => Math.abs(v || 0)));
     const scaleA = maxAbs(V.actor), scaleC = V.critic ? maxAbs(V.critic) : 1;
     let svg = "<svg id=\"bar-chart\" height=\"" + (F * rowH + 24) + "\">";
-    svg += "<text x=\"4\" y=\"14\" font-size=\"12\" fill=\"#2860ff\">actor</text><text x=\"48\" y=\"14\" font-size=\"12\" fill=\"#e53228\">critic</text>";
+    svg += "<text x=\"4\" y=\"14\" font-size=\"12\" fill=\"#2860ff\">" + esc(D.labels[0]) + "</text><text x=\"" + Math.max(48, 12 + 7 * D.labels[0].length) + "\" y=\"14\" font-size=\"12\" fill=\"#e53228\">" + esc(D.labels[1]) + "</text>";
     svg += "<line id=\"bar-zero\" y1=\"20\" y2=\"" + (F * rowH + 22) + "\" stroke=\"#999\"/>";
     for (let k = 0; k < F; k++) {
       const y = 22 + k * rowH;

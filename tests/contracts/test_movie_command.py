@@ -135,6 +135,9 @@ def test_cartpole_page_in_browser(runs):
     assert [len(points) for points in curve_points(dom, "actions")] == [steps, steps]  # one per action
     assert len(re.findall(r'class="bookmark"', dom)) == len(data["bookmarks"])
     assert text_of(dom, "meta-method") == "gradient" and text_of(dom, "meta-return") == str(steps)
+    # The maps' names (a policy's; a Q-network's are its Q-values', tests/new_stack/test_q_learning.py).
+    assert [text_of(dom, "label-actor"), text_of(dom, "label-critic")] == ["actor", "critic"]
+    assert list(data["map_labels"]) == ["actor", "critic"]
     assert doms[0] != doms[7]
     for step in (0, 7):
         path = artifacts_dir("movie") / f"cartpole_{STACK.name}_stack_step{step}.png"

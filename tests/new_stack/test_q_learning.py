@@ -252,6 +252,10 @@ def test_cli_explains_maximizes_and_films_a_dqn_checkpoint(dueling, tmp_path):
     np.testing.assert_allclose(movie["values"], q.max(axis=1), rtol=1e-5, atol=1e-5)
     critic = explain(restored, obs, "gradient", "value")
     np.testing.assert_allclose(movie["critic_attributions"], critic.values, rtol=1e-5, atol=1e-6)
+    # Named as what they are on the GIF and the page: the taken action's Q-value and max_a Q.
+    assert list(movie["map_labels"]) == ["Q(s,a)", "max Q"]
+    page = (tmp_path / "movie" / "episode_0.html").read_text()
+    assert '"labels":["Q(s,a)","max Q"]' in page
     assert (tmp_path / "maximize" / "actmax_default_policy_value.npz").exists()
     assert runs["logp"].returncode == 1
     stderr = runs["logp"].stderr
