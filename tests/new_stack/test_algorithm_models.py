@@ -176,3 +176,46 @@ def test_model_choice_errors_name_the_parameter(ray_cluster):
             explain(algo, obs, target="advantage")
     finally:
         algo.stop()
+
+
+def test_settle_learner_waits_for_every_queued_update():
+    """settle_learner on a learner shaped as RLlib's IMPALA learner (a thread training on the
+    batches of a queue, tested on the real APPO/IMPALA learners above): it returns once all
+    queued batches are trained on, including the last one taken from the queue (the queue is
+    empty while that one trains); a stopped thread with batches queued, or one still training at
+    the time limit, is reported."""
+    import queue
+    import threading
+    import time
+    import types
+
+    from rllib_saliency.stacks.new.training import settle_learner
+
+    def learner_with(batches: int, seconds_per_batch: float, stop_after: int | None = None):
+        learner = types.SimpleNamespace(_learner_thread_in_queue=queue.Queue(), trained=[])
+
+        def train() -> None:
+            while stop_after is None or len(learner.trained) < stop_after:
+                batch = learner._learner_thread_in_queue.get()
+                time.sleep(seconds_per_batch)  # an update
+                learner.trained.append(batch)
+                learner._learner_thread_in_queue.task_done()
+
+        for batch in range(batches):
+            learner._learner_thread_in_queue.put(batch)
+        learner._learner_thread = threading.Thread(target=train, daemon=True)
+        learner._learner_thread.start()
+        return learner
+
+    learner = learner_with(4, 0.05)
+    assert settle_learner(learner) is None
+    assert learner.trained == [0, 1, 2, 3]  # none still training when it returned
+    assert settle_learner(learner) is None  # idle: at once
+
+    stopped = learner_with(3, 0.0, stop_after=1)
+    stopped._learner_thread.join()
+    assert "stopped with batches queued" in settle_learner(stopped)
+
+    slow = learner_with(2, 0.5)
+    assert "still training after" in settle_learner(slow, timeout_s=0.1)
+    assert settle_learner(types.SimpleNamespace(module={})) is None  # other learners: no thread

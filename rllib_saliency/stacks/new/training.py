@@ -270,14 +270,16 @@ def settle_learner(learner: Any, timeout_s: float = SETTLE_TIMEOUT_S) -> str | N
         return None
     loader = getattr(learner, "_gpu_loader_in_queue", None)  # (GPU learners: batches on their way)
     deadline = time.monotonic() + timeout_s
-    while (
-        (loader is not None and loader.qsize())
-        or queue.qsize()
-        or not _waiting_in(thread, queue)
-    ):
-        if not thread.is_alive():
-            return "the learner's update thread has stopped"
-        if time.monotonic() > deadline:
+    idle_checks = 0
+    # Idle twice, 2 ms apart: a thread taking the last batch is still in get() for a moment with
+    # the queue already empty; 2 ms later it is training on it.
+    while idle_checks < 2:
+        queued = queue.qsize() or (loader is not None and loader.qsize())
+        idle = not queued and (_waiting_in(thread, queue) or not thread.is_alive())
+        idle_checks = idle_checks + 1 if idle else 0
+        if queued and not thread.is_alive():
+            return "the learner's update thread has stopped with batches queued"
+        if not idle and time.monotonic() > deadline:
             return f"the learner's update thread was still training after {timeout_s:.0f} s"
         time.sleep(0.002)
     return None
