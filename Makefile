@@ -20,23 +20,18 @@ lint: $(STAMP)
 
 # One pytest process per framework: a process cannot build both graph-mode ("tf")
 # and eager ("tf2") RLlib algorithms. "tf"/"tf2" run the old-API-stack tests in
-# tests/ and the contracts in tests/contracts/, "torch" the new-API-stack tests in
-# tests/new_stack/ and the contracts (tests/conftest.py picks). Torch has the most tests,
-# so its two folders run as two processes. The four run side by side (each waits on Ray
-# start-ups, subprocesses and servers much of the time); each one's output is printed
-# whole when it ends. TEST_JOBS=1: one by one.
-TEST_JOBS ?= 4
-FRAMEWORK_TESTS := test-tf test-tf2 test-torch-new-stack test-torch-contracts
+# tests/, "torch" the new-API-stack tests in tests/new_stack/ (tests/conftest.py picks).
+# The three run side by side (each waits on Ray start-ups, subprocesses and servers much
+# of the time); each one's output is printed whole when it ends. TEST_JOBS=1: one by one.
+TEST_JOBS ?= 3
+FRAMEWORK_TESTS := test-tf test-tf2 test-torch
 .PHONY: $(FRAMEWORK_TESTS)
 
 test: lint
 	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(FRAMEWORK_TESTS)
 
-test-tf test-tf2: $(STAMP)
+$(FRAMEWORK_TESTS): $(STAMP)
 	RLLIB_SALIENCY_TEST_FRAMEWORK=$(@:test-%=%) $(PY) -m pytest tests -q --durations=10
-
-test-torch-new-stack test-torch-contracts: $(STAMP)
-	RLLIB_SALIENCY_TEST_FRAMEWORK=torch $(PY) -m pytest tests/$(subst -,_,$(@:test-torch-%=%)) -q --durations=10
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py

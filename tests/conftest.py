@@ -2,9 +2,8 @@
 
 TensorFlow cannot build a graph-mode ("tf") and an eager ("tf2") RLlib
 algorithm in one process, so the suite runs once per framework, chosen by
-RLLIB_SALIENCY_TEST_FRAMEWORK (the Makefile runs all three, torch as two processes:
-tests/new_stack and tests/contracts): "tf" and "tf2" run the old-API-stack tests in
-tests/, "torch" the new-API-stack tests in tests/new_stack/; all three the contracts.
+RLLIB_SALIENCY_TEST_FRAMEWORK (the Makefile runs all three): "tf" and "tf2" run
+the old-API-stack tests in tests/, "torch" the new-API-stack tests in tests/new_stack/.
 """
 
 from __future__ import annotations
