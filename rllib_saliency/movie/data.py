@@ -18,6 +18,10 @@ import numpy as np
 
 from rllib_saliency.movie.rollout import EpisodeRecord
 
+# The two maps' names (see MovieData.map_labels).
+POLICY_LABELS = ("actor", "critic")
+Q_NETWORK_LABELS = ("Q(s,a)", "max Q")
+
 
 @dataclass
 class MovieData:
@@ -42,7 +46,7 @@ class MovieData:
     truncated_by_max_steps: bool = False
     # The two maps' names on the GIF and the page: a policy's actor and critic; a Q-network's
     # "actor" map is the taken action's Q-value and its "critic" map max_a Q.
-    map_labels: tuple[str, str] = ("actor", "critic")
+    map_labels: tuple[str, str] = POLICY_LABELS
 
     def __len__(self) -> int:
         return len(self.observations)
@@ -95,9 +99,6 @@ class MovieData:
             checkpoint=np.asarray(self.checkpoint),
             map_labels=np.asarray(self.map_labels),
         )
-
-
-Q_NETWORK_LABELS = ("Q(s,a)", "max Q")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -197,7 +198,7 @@ def compute_movie_data(
             checkpoint=checkpoint,
             options=dict(actor.options),
             truncated_by_max_steps=record.truncated_by_max_steps,
-            map_labels=Q_NETWORK_LABELS if kind == "q_value" else ("actor", "critic"),
+            map_labels=Q_NETWORK_LABELS if kind == "q_value" else POLICY_LABELS,
         ),
         notes,
     )

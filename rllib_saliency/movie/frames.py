@@ -122,8 +122,8 @@ def draw_bars(
     names: list[str],
     rows: list[int],
     scales: tuple[float, float],
+    labels: tuple[str, str],
     height: int = PANEL_HEIGHT,
-    labels: tuple[str, str] = ("actor", "critic"),
 ) -> Image.Image:
     """Signed per-feature bars of one step: actor (blue, upper) and critic (red, lower) per row,
     under ``labels`` (MovieData.map_labels)."""
@@ -188,7 +188,7 @@ def render_frames(data: MovieData) -> Iterator[Image.Image]:
     )
     for t in range(len(data)):
         bars = draw_bars(
-            actor[t], None if critic is None else critic[t], names, rows, scales, labels=data.map_labels
+            actor[t], None if critic is None else critic[t], names, rows, scales, data.map_labels
         )
         if data.frames is not None:
             frame = Image.fromarray(data.frames[t])
