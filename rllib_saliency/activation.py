@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 
 from rllib_saliency.backends import TargetFunction, backend_for
+from rllib_saliency.backends.base import resolve_at
 from rllib_saliency.engine import _check_observations
 from rllib_saliency.recurrent import initial_states
-from rllib_saliency.targets import needs_forward, parse_target, resolve_target
+from rllib_saliency.targets import concatenate_targets, needs_forward, parse_target, resolve_target
 
 # Gymnasium writes float32's maximum for "unbounded" (e.g. CartPole's velocities):
 # bounds this large are treated as no bound at all.
@@ -263,13 +264,17 @@ def maximize_activation(
     # Recurrent models: one step from the initial state (the state is not optimised).
     states = initial_states(policy, n)
     chunks = [slice(i, i + CHUNK) for i in range(0, n, CHUNK)]
-    dist_inputs = greedy = None
     value_needs_action = bool(getattr(backend, "value_needs_action", False))
-    if needs_forward(spec, None, value_needs_action):
-        outputs = [backend.forward(starts[chunk], tuple(s[chunk] for s in states)) for chunk in chunks]
-        dist_inputs = np.concatenate([o.dist_inputs for o in outputs])
-        greedy = np.concatenate([o.greedy_actions for o in outputs])
-    resolved = resolve_target(spec, n, dist_inputs, greedy, None, states, value_needs_action)
+    if needs_forward(spec, None, value_needs_action):  # the model's choices at the starts, chunk by chunk
+        chunk_states = [tuple(s[chunk] for s in states) for chunk in chunks]
+        resolved = concatenate_targets(
+            [
+                resolve_at(backend, spec, starts[chunk], part, None, value_needs_action)
+                for chunk, part in zip(chunks, chunk_states, strict=True)
+            ]
+        )
+    else:
+        resolved = resolve_target(spec, n, None, None, None, states, value_needs_action)
     functions = [TargetFunction(backend, resolved.take(chunk)) for chunk in chunks]
     image = len(obs_shape) == 3
 

@@ -17,7 +17,7 @@ def central_differences(f, x: np.ndarray, eps: float = 1e-6, dtype=np.float64) -
     """Central differences of a per-row scalar ``f(z) -> (N,)`` w.r.t. each feature of ``x``
     ``(N, D)``, cast to ``dtype`` first (float64 for a float64 copy of a model; float32 for what
     a model runs in)."""
-    x = np.asarray(x).astype(dtype)
+    x = np.asarray(x, dtype=dtype)  # (no copy of an array already in dtype: f never writes to it)
     numeric = np.zeros_like(x)
     for j in range(x.shape[1]):
         step = np.zeros_like(x)

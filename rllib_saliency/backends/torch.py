@@ -554,11 +554,11 @@ class TorchBackend:
         next ``evaluate`` gathers with their device copy. The same argmax of the same numbers
         (ties: the first column, as numpy's)."""
         with outside_inference_mode(), self._eval_mode():
+            # (No grad-mode switch: the kept pass's outputs come detached, so argmax records nothing.)
             dist_inputs = self._kept_pass(obs, states)
-            with grad_mode(False):
-                columns = dist_inputs[:, spec.column : spec.column + spec.size].argmax(dim=1)
-                if spec.column:  # (a later sub-action of a MultiDiscrete action: its first logit's column)
-                    columns = columns + spec.column
+            columns = dist_inputs[:, spec.column : spec.column + spec.size].argmax(dim=1)
+            if spec.column:  # (a later sub-action of a MultiDiscrete action: its first logit's column)
+                columns = columns + spec.column
         on_host = host(columns, np.int32)
         if self._kept is not None:
             self._kept.columns = (on_host, columns)
@@ -723,10 +723,21 @@ class TorchBackend:
         integral = self._gradient_sum(obs, target, points, len(alphas), weights)
         with torch.inference_mode(False), torch.no_grad(), self._eval_mode():
             values = host(difference * integral.to(torch.float32), np.float32)
-            # f at the baseline, made on the device (not a batch-sized host array)
-            at_baseline = base.expand_as(x).to(dtype).contiguous()
-            f_baseline = host(self._target(at_baseline, target), np.float32)
+            f_baseline = host(self._at_baseline(base.to(dtype), len(x), target), np.float32)
         return values, f_baseline
+
+    def _at_baseline(self, base: torch.Tensor, n: int, target: ResolvedTarget) -> torch.Tensor:
+        """The target at the observation-shaped ``base`` for each of ``n`` rows (each row's own
+        column or action). Where the model's outputs there are the same for every row (a stateless
+        module; not SAC's value, a Q-value at each row's own action), one row goes through the model
+        and the rows' targets are read from its outputs: on a GPU an N-row pass costs a launch
+        sequence of its own (issue 20), on a CPU N rows of work."""
+        if self._state_structure is not None or (target.kind == "value" and self._kind == "sac"):
+            return self._target(base.expand(n, *base.shape).contiguous(), target)
+        row = base[None]
+        if target.kind == "value" and self._kind != "q":
+            return self._values(row).expand(n)
+        return self._from_dist_inputs(self._run(row).expand(n, -1), target)
 
     def smoothgrad(
         self,

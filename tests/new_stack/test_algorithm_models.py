@@ -89,7 +89,7 @@ def test_explain_algo_is_the_learners_current_module(ray_cluster, tmp_path, make
     """APPO and IMPALA (their learner is remote even with num_learners=0) and PPO with a remote
     learner: no local learner, and the driver's module lags; explain(algo) uses the learner's weights.
     Trained with the callback: its tags land in the event files with no errors, and the CLI
-    explains the checkpoint. APPO/IMPALA's learner trains in a thread of its own while the
+    explains APPO's checkpoint. APPO/IMPALA's learner trains in a thread of its own while the
     callback explains its module: short iterations (some 0.3 s) leave it training on queued
     batches when the callback runs, which made autograd refuse one computation in a few
     (weights changed in place under its pass) until the callback waited for that thread."""
@@ -145,7 +145,11 @@ def test_explain_algo_is_the_learners_current_module(ray_cluster, tmp_path, make
             explain(algo.get_module(), obs, target="value")
     finally:
         algo.stop()
-    # The CLI on that checkpoint: rolls out one episode and explains the value.
+    # The CLI on that checkpoint: rolls out one episode and explains the value. Run on APPO's only:
+    # IMPALA's checkpoint has the same layout (APPO is an IMPALA subclass) and the remote-learner
+    # PPO's is a PPO checkpoint, which the CLI tests cover (each run is a process start).
+    if make_config is not appo_config:
+        return
     out = tmp_path / "cli"
     run = subprocess.run(
         [*CLI, "explain", checkpoint, "--episodes", "1", "--target", "value", "--out", str(out)],

@@ -362,6 +362,8 @@ def test_linear_q_module_targets_have_closed_forms():
             # is (x - 0) * gradient exactly.
             ig = explain(module, obs, "integrated_gradients", target, baseline="zeros")
             np.testing.assert_allclose(ig.values, x * gradient, rtol=1e-4, atol=1e-5, err_msg=target)
+            # Complete: f(x) - f(0) is the sum, f(0) read per row from one pass at the baseline.
+            np.testing.assert_allclose(ig.delta, 0.0, atol=1e-4, err_msg=target)
     # Advantage of given actions: A(s, a) - mean A at those actions.
     chosen = np.array([0, 1, 2] * 4)
     given = explain(module, obs, "gradient", "advantage", actions=chosen)

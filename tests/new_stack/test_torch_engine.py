@@ -70,16 +70,24 @@ def test_logp_gradient_of_given_actions_matches_finite_differences(trained, env)
     np.testing.assert_allclose(attribution.target_values, expected, rtol=1e-6, atol=1e-6)
 
 
-def test_the_action_target_follows_the_greedy_action_in_every_row(trained):
-    """The greedy action's logit, row by row (the trained module's own rows are a contract,
-    tests/contracts/test_engine_contracts.py). After one iteration one action may win everywhere,
-    so a copy's last bias is shifted until each wins in about half the rows."""
+def balanced_copy(trained) -> tuple:
+    """A copy of the trained CartPole learner module whose last bias is shifted so that each action
+    is greedy in about half of 64 env observations (after one iteration one action may win
+    everywhere), and those observations."""
     module = copy.deepcopy(learner_module(trained("CartPole-v1")))
     obs = env_observations("CartPole-v1", 64)
     dist_inputs = outputs_of(module).dist_inputs(obs)
     last = [m for m in module.pi.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         last.bias[0] += float(np.median(dist_inputs[:, 1] - dist_inputs[:, 0]))
+    return module, obs
+
+
+def test_the_action_target_follows_the_greedy_action_in_every_row(trained):
+    """The greedy action's logit, row by row (the trained module's own rows are a contract,
+    tests/contracts/test_engine_contracts.py); here on a copy where each action wins in about
+    half the rows."""
+    module, obs = balanced_copy(trained)
     logits = outputs_of(module).dist_inputs(obs)
     assert 0.2 < np.mean(np.argmax(logits, axis=1)) < 0.8, "both actions should be greedy somewhere"
     check_action_follows_the_greedy_action(module, obs, logits)
@@ -238,12 +246,7 @@ def test_greedy_columns_found_on_the_device_are_the_engines_choice(trained):
     from rllib_saliency.backends import backend_for
     from rllib_saliency.targets import ResolvedTarget, parse_target, resolve_target
 
-    module = copy.deepcopy(learner_module(trained("CartPole-v1")))
-    obs = env_observations("CartPole-v1", 64)
-    dist_inputs = outputs_of(module).dist_inputs(obs)
-    last = [m for m in module.pi.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():  # each action greedy in about half the rows (as the test above)
-        last.bias[0] += float(np.median(dist_inputs[:, 1] - dist_inputs[:, 0]))
+    module, obs = balanced_copy(trained)
     backend = backend_for(module)
     spec = parse_target("action", module.action_space)
     outputs = backend.forward(obs)

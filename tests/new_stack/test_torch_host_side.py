@@ -152,8 +152,9 @@ def test_integrated_gradients_steps_go_through_in_few_passes(mlp):
         explain(mlp, np.zeros((16, 4), np.float32), "integrated_gradients", "action", steps=32)
     finally:
         hook.remove()
-    # the greedy pass (16 rows, which also gives f(x)), all 32 steps in one pass, f(baseline)
-    assert calls == [16, 512, 16]
+    # the greedy pass (16 rows, which also gives f(x)), all 32 steps in one pass, f(baseline): one
+    # row (the same baseline for every row), each row's target read from its outputs
+    assert calls == [16, 512, 1]
 
 
 def test_default_batch_size_is_one_pass_where_it_fits_and_keeps_smoothgrads_noise(mlp):
