@@ -30,12 +30,8 @@ FRAMEWORK_TESTS := test-tf test-tf2 test-torch
 test: lint
 	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(FRAMEWORK_TESTS)
 
-# RAY_worker_niceness=0: Ray starts its workers at niceness 15, so beside three pytest processes
-# (niceness 0) on 2 cores a test waiting on its Ray workers (a remote learner, env runners, a Tune
-# trial) got a sliver of the CPU: APPO's learner test took 20 s alone and 135 s in the suite (beside
-# two busy loops: 320 s, and 33 s with the workers at niceness 0).
 $(FRAMEWORK_TESTS): $(STAMP)
-	RAY_worker_niceness=0 RLLIB_SALIENCY_TEST_FRAMEWORK=$(@:test-%=%) $(PY) -m pytest tests -q --durations=10
+	RLLIB_SALIENCY_TEST_FRAMEWORK=$(@:test-%=%) $(PY) -m pytest tests -q --durations=10
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
