@@ -266,11 +266,12 @@ def maximize_activation(
     chunks = [slice(i, i + CHUNK) for i in range(0, n, CHUNK)]
     value_needs_action = bool(getattr(backend, "value_needs_action", False))
     if needs_forward(spec, None, value_needs_action):  # the model's choices at the starts, chunk by chunk
-        chunk_states = [tuple(s[chunk] for s in states) for chunk in chunks]
         resolved = concatenate_targets(
             [
-                resolve_at(backend, spec, starts[chunk], part, None, value_needs_action)
-                for chunk, part in zip(chunks, chunk_states, strict=True)
+                resolve_at(
+                    backend, spec, starts[chunk], tuple(s[chunk] for s in states), None, value_needs_action
+                )
+                for chunk in chunks
             ]
         )
     else:
