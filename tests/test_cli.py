@@ -98,6 +98,23 @@ CUSTOM_SOURCE = textwrap.dedent(
     ModelCatalog.register_custom_model(MODEL, Model)
     '''
 )
+# A user's module with an exit handler: the command leaves without the interpreter's teardown,
+# and must still run it.
+EXIT_HOOK_MODULE = "rllib_saliency_cli_test_exit_hook"
+EXIT_HOOK_SOURCE = textwrap.dedent(
+    """
+    import atexit
+    import os
+
+
+    def _mark():
+        with open(os.path.join(os.path.dirname(__file__), "exit_hook_ran"), "w") as file:
+            file.write("ran")
+
+
+    atexit.register(_mark)
+    """
+)
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +132,7 @@ def setup(trained, tmp_path_factory):
     module_dir = root / "user_code"
     module_dir.mkdir()
     (module_dir / f"{CUSTOM_MODULE}.py").write_text(CUSTOM_SOURCE)
+    (module_dir / f"{EXIT_HOOK_MODULE}.py").write_text(EXIT_HOOK_SOURCE)
     sys.path.insert(0, str(module_dir))
     try:
         registry = __import__(CUSTOM_MODULE)
@@ -190,10 +208,13 @@ def setup(trained, tmp_path_factory):
                 "value",
                 "--method-option",
                 "steps=16",
+                "--import",
+                EXIT_HOOK_MODULE,
                 "--out",
                 str(out / "explain_policy"),
                 "--quiet",
-            ]  # fmt: skip
+            ],  # fmt: skip
+            "pythonpath": str(module_dir),
         },
         "custom_without_import": {
             "args": ["explain", custom_checkpoint, "--episodes", "1", "--out", str(out / "x1")]
@@ -323,6 +344,13 @@ def test_explain_policy_checkpoint_rolls_out_its_own_env(setup):
     np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(data["delta"], reference.delta, atol=1e-5)
     assert "steps" in json.loads(str(data["options"]))
+    # A policy loads and rolls out without a Ray instance (an algorithm's rollout starts one:
+    # tests/contracts/test_cli_commands.py), and the phases still add up.
+    phases = ["start-up", "--import", "RLlib import", "load", "rollout", "attribution", "writing"]
+    parts = check_time_and_view(result.stdout, str(setup["out"] / "explain_policy"), phases)
+    assert "Ray start" not in parts and "Ray stop" not in parts, parts
+    # The --import module's exit handler ran before the command's quick exit.
+    assert (setup["root"] / "user_code" / "exit_hook_ran").read_text() == "ran"
 
 
 def test_custom_env_and_model_need_import(setup):

@@ -25,7 +25,7 @@ checkpoint's stack package and never branch on the stack.
 """
 
 from rllib_saliency.cli.errors import PROG, CLIError
-from rllib_saliency.cli.main import build_parser, main
+from rllib_saliency.cli.main import build_parser, console_script, main
 from rllib_saliency.stacks import inspect_checkpoint
 from rllib_saliency.stacks.checkpoint import Checkpoint
 from rllib_saliency.stacks.old.checkpoint import build_algorithm, load_policy
@@ -36,6 +36,7 @@ __all__ = [
     "Checkpoint",
     "build_algorithm",
     "build_parser",
+    "console_script",
     "inspect_checkpoint",
     "load_policy",
     "main",

@@ -1,7 +1,5 @@
 """``python -m rllib_saliency.cli``: the same as the ``rllib-saliency`` console script."""
 
-import sys
+from rllib_saliency.cli.main import console_script
 
-from rllib_saliency.cli.main import main
-
-sys.exit(main())
+console_script()

@@ -33,7 +33,7 @@ training (the callback, ``explain(algo, ...)``):
 checkpoints (the CLI):
 
 * ``inspect(path, model_id)``: the stack's :class:`Checkpoint` (here: :func:`inspect_checkpoint`);
-* ``before_rllib_import()``, ``NEEDS_RAY``, ``check_loadable(checkpoint, rollout)``;
+* ``before_rllib_import()``, ``needs_ray(checkpoint, rollout)``, ``check_loadable(checkpoint, rollout)``;
 * ``load(checkpoint, rollout, seed)`` -> ``(model, runner)``, ``rollouts(checkpoint, model, runner,
   episodes, seed, bar)``, ``release(runner)``;
 * ``states_to_explain(obs_path, model, n, states)``, ``greedy_actions(model, obs, states)``;

@@ -48,7 +48,6 @@ from rllib_saliency.stacks.rollout import Rollouts
 __all__ = [
     "MODEL_WORD",
     "NAME",
-    "NEEDS_RAY",
     "before_rllib_import",
     "check_loadable",
     "check_model",
@@ -64,6 +63,7 @@ __all__ = [
     "load",
     "model",
     "model_ids",
+    "needs_ray",
     "on_algorithm_init",
     "play_movie",
     "release",
@@ -73,7 +73,6 @@ __all__ = [
 ]
 
 MODEL_WORD = "module"  # what the stack calls a model (messages, ``module_id=``)
-NEEDS_RAY = False  # modules and connectors load without Ray
 
 
 def _is_offline(algorithm: Any) -> bool:
@@ -119,6 +118,11 @@ def before_rllib_import() -> None:
     from rllib_saliency.frameworks import skip_tensorflow
 
     skip_tensorflow()
+
+
+def needs_ray(checkpoint: Checkpoint, rollout: bool) -> bool:
+    """Never: modules and connectors load, and the CLI plays their episodes, without Ray."""
+    return False
 
 
 def check_loadable(checkpoint: Checkpoint, rollout: bool) -> None:

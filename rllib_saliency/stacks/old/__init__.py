@@ -40,7 +40,6 @@ from rllib_saliency.stacks.rollout import Rollouts
 __all__ = [
     "MODEL_WORD",
     "NAME",
-    "NEEDS_RAY",
     "before_rllib_import",
     "check_loadable",
     "check_model",
@@ -53,6 +52,7 @@ __all__ = [
     "load",
     "model",
     "model_ids",
+    "needs_ray",
     "on_algorithm_init",
     "per_step_states",
     "play_movie",
@@ -64,7 +64,6 @@ __all__ = [
 ]
 
 MODEL_WORD = "policy"  # what the stack calls a model (messages, ``policy_id=``)
-NEEDS_RAY = True  # the CLI starts Ray to load a policy or rebuild an algorithm
 
 
 
@@ -87,10 +86,22 @@ def check_loadable(checkpoint: Checkpoint, rollout: bool) -> None:
     check_custom_code(checkpoint.config)
 
 
+def _rebuilds_algorithm(checkpoint: Checkpoint, rollout: bool) -> bool:
+    """An algorithm checkpoint's episodes are its rebuilt env runner's (filters, preprocessing);
+    everything else needs the policy alone."""
+    return rollout and checkpoint.kind == "Algorithm"
+
+
+def needs_ray(checkpoint: Checkpoint, rollout: bool) -> bool:
+    """Only a rebuilt algorithm needs a Ray instance: a policy loads and rolls out without one
+    (a local Ray instance costs a few seconds to start and stop)."""
+    return _rebuilds_algorithm(checkpoint, rollout)
+
+
 def load(checkpoint: Checkpoint, rollout: bool, seed: int) -> tuple[Any, Any]:
     """The policy to explain, and what rolls it out: the rebuilt algorithm (its env runner, filters
     and preprocessing) for an algorithm checkpoint that is rolled out, else None."""
-    if rollout and checkpoint.kind == "Algorithm":
+    if _rebuilds_algorithm(checkpoint, rollout):
         algorithm = build_algorithm(checkpoint, seed)
         return algorithm.get_policy(checkpoint.policy_id), algorithm
     return load_policy(checkpoint), None
