@@ -18,29 +18,20 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check rllib_saliency tests examples benchmarks
 
-# One pytest process per framework: a process cannot build both graph-mode ("tf") and eager
-# ("tf2") RLlib algorithms. "tf"/"tf2" run the old-API-stack tests in tests/ (tests/conftest.py
-# picks), torch the new-API-stack tests in two processes, tests/contracts/ and tests/new_stack/
-# (in one, it ended minutes after the others, the 2 cores part idle meanwhile). The four run
-# side by side (each waits on Ray start-ups, subprocesses and servers much of the time); each
-# one's output is printed whole when it ends. TEST_JOBS=1: one by one.
-TEST_JOBS ?= 4
-TEST_PROCESSES := test-tf test-tf2 test-torch-contracts test-torch-new-stack
-.PHONY: $(TEST_PROCESSES)
+# One pytest process per framework: a process cannot build both graph-mode ("tf")
+# and eager ("tf2") RLlib algorithms. "tf"/"tf2" run the old-API-stack tests in
+# tests/, "torch" the new-API-stack tests in tests/new_stack/ (tests/conftest.py picks).
+# The three run side by side (each waits on Ray start-ups, subprocesses and servers much
+# of the time); each one's output is printed whole when it ends. TEST_JOBS=1: one by one.
+TEST_JOBS ?= 3
+FRAMEWORK_TESTS := test-tf test-tf2 test-torch
+.PHONY: $(FRAMEWORK_TESTS)
 
 test: lint
-	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(TEST_PROCESSES)
+	$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=target $(FRAMEWORK_TESTS)
 
-PYTEST := $(PY) -m pytest -q --durations=10
-
-test-tf test-tf2: $(STAMP)
-	RLLIB_SALIENCY_TEST_FRAMEWORK=$(@:test-%=%) $(PYTEST) tests
-
-test-torch-contracts: $(STAMP)
-	RLLIB_SALIENCY_TEST_FRAMEWORK=torch $(PYTEST) tests/contracts
-
-test-torch-new-stack: $(STAMP)
-	RLLIB_SALIENCY_TEST_FRAMEWORK=torch $(PYTEST) tests/new_stack
+$(FRAMEWORK_TESTS): $(STAMP)
+	RLLIB_SALIENCY_TEST_FRAMEWORK=$(@:test-%=%) $(PY) -m pytest tests -q --durations=10
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
