@@ -72,8 +72,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, needs_data: bool) -> N
         "--num-cpus",
         type=int,
         default=2,
-        help="CPUs of the local Ray instance this command starts (default 2; old API stack only: "
-        "new-API-stack checkpoints load without Ray)",
+        help="CPUs of the local Ray instance this command starts (default 2; old API stack only, "
+        "where an algorithm checkpoint is rolled out: policy checkpoints, --obs and new-API-stack "
+        "checkpoints load without Ray)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", action="store_true", help="show Ray's and RLlib's log messages")

@@ -220,7 +220,8 @@ def console_script() -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rllib-saliency`` console script; returns the exit code."""
+    """The ``rllib-saliency`` command on ``argv`` (default: ``sys.argv[1:]``); returns the exit code
+    (:func:`console_script` exits with it)."""
     args = build_parser().parse_args(argv)
     try:
         return _run(args, args.compute, args.needs_data)
