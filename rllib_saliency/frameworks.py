@@ -168,8 +168,10 @@ def prepare_process() -> None:
         install_ray_hook()
 
 
-# RLlib's own switch (ray/rllib/utils/framework.py: try_import_tf) for importing it without TensorFlow.
+# RLlib's own switches (ray/rllib/utils/framework.py: try_import_tf, try_import_torch) for importing
+# it without TensorFlow or without torch, as on an install that lacks one of them.
 NO_TF_ENV_VAR = "RLLIB_TEST_NO_TF_IMPORT"
+NO_TORCH_ENV_VAR = "RLLIB_TEST_NO_TORCH_IMPORT"
 
 
 def skip_tensorflow() -> bool:
@@ -186,4 +188,17 @@ def skip_tensorflow() -> bool:
     # lacks): then it uses its TensorFlow stub, which writes local event files the same way.
     if "tensorboard.compat.tf" not in sys.modules:
         sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+    return True
+
+
+def skip_torch() -> bool:
+    """Make RLlib's import skip torch, unless torch or RLlib is imported already: for a process that
+    only runs TF policies (``rllib-saliency`` on an old-API-stack checkpoint), where importing torch
+    was ~2.4 s of CPU in the command's start-up, and again in each Ray worker it starts (they
+    inherit the switch). Returns whether torch will be skipped."""
+    if "torch" in sys.modules or "ray.rllib" in sys.modules:
+        return False
+    os.environ.setdefault(NO_TORCH_ENV_VAR, "1")
+    # RLlib warns "Not importing PyTorch for test purposes" on every such import.
+    logging.getLogger("ray.rllib.utils.framework").setLevel(logging.ERROR)
     return True

@@ -75,7 +75,11 @@ def on_algorithm_init(callbacks: Any, algorithm: Any) -> None:
     """Nothing to hook: env runners sample on this stack."""
 
 def before_rllib_import() -> None:
-    """Nothing to prepare: RLlib imports TensorFlow as it likes."""
+    """An old-stack checkpoint is a TensorFlow one (the only framework explained on this stack):
+    RLlib's import then skips torch."""
+    from rllib_saliency.frameworks import skip_torch
+
+    skip_torch()
 
 
 def check_loadable(checkpoint: Checkpoint, rollout: bool) -> None:
