@@ -194,8 +194,8 @@ def skip_tensorflow() -> bool:
 def skip_torch() -> bool:
     """Make RLlib's import skip torch, unless torch or RLlib is imported already: for a process that
     only runs TF policies (``rllib-saliency`` on an old-API-stack checkpoint), where importing torch
-    was ~2.4 s of CPU in the command's start-up, and again in each Ray worker it starts (they
-    inherit the switch). Returns whether torch will be skipped."""
+    was ~2.4 s of CPU in the command's start-up (a Ray worker started later inherits the switch).
+    Returns whether torch will be skipped."""
     if "torch" in sys.modules or "ray.rllib" in sys.modules:
         return False
     os.environ.setdefault(NO_TORCH_ENV_VAR, "1")

@@ -1,8 +1,8 @@
-"""The ``rllib-saliency`` command on old-API-stack checkpoints, as subprocesses (one Ray instance each):
+"""The ``rllib-saliency`` command on old-API-stack checkpoints, as subprocesses:
 what only the old stack has (policy checkpoints, custom TF models and envs of a user's module, image,
 LSTM and attention policies). The contracts both stacks keep are in tests/contracts/test_cli_commands.py.
 
-Each CLI run starts Python, TensorFlow and a local Ray instance (~10 s), so the runs
+Each CLI run starts Python and imports TensorFlow and RLlib (~6 s), so the runs
 of this module are started together, a few at a time, by one module fixture; the
 tests then check what each run wrote against ``explain()`` / ``maximize_activation()``
 on the trained policy that was saved.
@@ -14,6 +14,7 @@ import json
 import shutil
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import gymnasium as gym
 import numpy as np
@@ -26,10 +27,12 @@ from ray.rllib.policy.sample_batch import SampleBatch
 from tb_events import decode_png, load, scalars
 
 from rllib_saliency import SaliencyCallbacks, explain
+from rllib_saliency.cli import build_algorithm, inspect_checkpoint
+from rllib_saliency.stacks.old.rollout import rollout_algorithm
 
 pytestmark = pytest.mark.slow
 
-PARALLEL = 3  # CLI processes at once (each mostly waits on imports and Ray start-up)
+PARALLEL = 3  # CLI processes at once
 CUSTOM_MODULE = "rllib_saliency_cli_test_registry"
 CUSTOM_FEATURES = ["sign", "noise_a", "noise_b"]
 CUSTOM_SOURCE = textwrap.dedent(
@@ -310,6 +313,7 @@ def setup(trained, tmp_path_factory):
             "torch": str(torch_checkpoint),
             "custom": custom_checkpoint,
             "custom_policy": custom_policy_checkpoint,
+            "lstm": lstm_checkpoint,
         },
         "results": results,
         "out": out,
@@ -346,7 +350,7 @@ def test_explain_policy_checkpoint_rolls_out_its_own_env(setup):
     np.testing.assert_allclose(data["attributions"], reference.values, rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(data["delta"], reference.delta, atol=1e-5)
     assert "steps" in json.loads(str(data["options"]))
-    # A policy loads and rolls out without a Ray instance (an algorithm's rollout starts one:
+    # A policy loads and rolls out without a Ray instance (as an algorithm's env runner does:
     # tests/contracts/test_cli_commands.py), and the phases still add up.
     phases = ["start-up", "--import", "RLlib import", "load", "rollout", "attribution", "writing"]
     parts = check_time_and_view(result.stdout, str(setup["out"] / "explain_policy"), phases)
@@ -407,6 +411,19 @@ def test_explain_recurrent_policy_with_the_recorded_states(setup):
     np.testing.assert_array_equal(states[0][0], 0.0)  # the episode starts from the initial state
     assert np.abs(states[0][1:]).max() > 0
     assert_replays(setup["lstm_policy"], data, {"state_in_0": states[0], "state_in_1": states[1]}, "logp")
+    # The command builds the algorithm's env runner alone, without Ray: it plays the episode the
+    # whole rebuilt algorithm's env runner plays (env seeding, filters, recorded states), here in
+    # this process's Ray instance.
+    algorithm = build_algorithm(inspect_checkpoint(setup["checkpoints"]["lstm"], None), seed=0)
+    try:
+        played = rollout_algorithm(algorithm.env_runner, "default_policy", 1, SimpleNamespace(update=int))
+    finally:
+        algorithm.stop()
+    np.testing.assert_array_equal(played.observations, obs)
+    np.testing.assert_array_equal(played.actions, data["actions"])
+    np.testing.assert_array_equal(played.episode_ids, data["episode_ids"])
+    for recorded, replayed in zip(states, played.states, strict=True):
+        np.testing.assert_array_equal(replayed, recorded)
 
 
 def assert_replays(policy, data, inputs: dict, target: str) -> None:

@@ -72,9 +72,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, needs_data: bool) -> N
         "--num-cpus",
         type=int,
         default=2,
-        help="CPUs of the local Ray instance this command starts (default 2; old API stack only, "
-        "where an algorithm checkpoint is rolled out: policy checkpoints, --obs and new-API-stack "
-        "checkpoints load without Ray)",
+        help="accepted for scripts written for earlier versions; unused: the command starts no Ray "
+        "instance (both stacks load and roll out in this process) (default 2)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--verbose", action="store_true", help="show Ray's and RLlib's log messages")

@@ -96,24 +96,13 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
     except OSError as error:
         raise CLIError(f"--out {args.out!r}: cannot create it ({error}).") from error
 
-    import ray
-
     if not args.verbose:
         # Importing ray set its logger back to INFO; RLlib's deprecation notices are noise here,
         # and so is torch's notice that a CUDA build found no GPU.
         logging.getLogger("ray").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore", message="CUDA initialization")
     lap("checkpoint")
-    needs_ray = stack.needs_ray(checkpoint, rollout)  # e.g. new-stack modules never do
-    if needs_ray:
-        ray.init(
-            address="local",
-            num_cpus=args.num_cpus,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.INFO if args.verbose else logging.ERROR,
-        )
-        lap("Ray start")
+    # No Ray instance: both stacks load and roll out in this process.
     runner = None
     try:
         observations = actions = episode_ids = None
@@ -160,10 +149,6 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
         timings["writing"] = timings.pop("compute") - by_command
     finally:
         stack.release(runner)
-        if needs_ray:
-            ray.shutdown()
-    if needs_ray:
-        lap("Ray stop")
     timings["total"] = seconds_total(timings)
     _print_summary(context, written, timings)
     return 0

@@ -186,7 +186,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--num-cpus",
         type=int,
         default=2,
-        help="accepted as for explain; unused: a movie loads the policy alone, without Ray (default 2)",
+        help="accepted as for explain; unused: the command starts no Ray instance (default 2)",
     )
     movie.add_argument("--quiet", action="store_true", help="no progress bars")
     movie.add_argument("--verbose", action="store_true", help="show Ray's and RLlib's log messages")

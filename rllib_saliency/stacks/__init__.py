@@ -33,7 +33,8 @@ training (the callback, ``explain(algo, ...)``):
 checkpoints (the CLI):
 
 * ``inspect(path, model_id)``: the stack's :class:`Checkpoint` (here: :func:`inspect_checkpoint`);
-* ``before_rllib_import()``, ``needs_ray(checkpoint, rollout)``, ``check_loadable(checkpoint, rollout)``;
+* ``before_rllib_import()``, ``check_loadable(checkpoint, rollout)`` (no stack needs a Ray instance for
+  checkpoints: both load and roll out in the command's process);
 * ``load(checkpoint, rollout, seed)`` -> ``(model, runner)``, ``rollouts(checkpoint, model, runner,
   episodes, seed, bar)``, ``release(runner)``;
 * ``states_to_explain(obs_path, model, n, states)``, ``greedy_actions(model, obs, states)``;

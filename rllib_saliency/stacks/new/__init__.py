@@ -63,7 +63,6 @@ __all__ = [
     "load",
     "model",
     "model_ids",
-    "needs_ray",
     "on_algorithm_init",
     "play_movie",
     "release",
@@ -118,11 +117,6 @@ def before_rllib_import() -> None:
     from rllib_saliency.frameworks import skip_tensorflow
 
     skip_tensorflow()
-
-
-def needs_ray(checkpoint: Checkpoint, rollout: bool) -> bool:
-    """Never: modules and connectors load, and the CLI plays their episodes, without Ray."""
-    return False
 
 
 def check_loadable(checkpoint: Checkpoint, rollout: bool) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from rllib_saliency.stacks.checkpoint import Checkpoint, check_environment
 from rllib_saliency.stacks.old.batches import per_step_states
-from rllib_saliency.stacks.old.checkpoint import build_algorithm, check_custom_code, inspect, load_policy
+from rllib_saliency.stacks.old.checkpoint import build_env_runner, check_custom_code, inspect, load_policy
 from rllib_saliency.stacks.old.rollout import (
     greedy_actions,
     play_old_stack,
@@ -52,7 +52,6 @@ __all__ = [
     "load",
     "model",
     "model_ids",
-    "needs_ray",
     "on_algorithm_init",
     "per_step_states",
     "play_movie",
@@ -66,13 +65,13 @@ __all__ = [
 MODEL_WORD = "policy"  # what the stack calls a model (messages, ``policy_id=``)
 
 
-
 def check_model(model: Any, target: str) -> None:
     """Nothing to refuse: a TF policy given directly is the driver's or a worker's full policy."""
 
 
 def on_algorithm_init(callbacks: Any, algorithm: Any) -> None:
     """Nothing to hook: env runners sample on this stack."""
+
 
 def before_rllib_import() -> None:
     """An old-stack checkpoint is a TensorFlow one (the only framework explained on this stack):
@@ -90,31 +89,25 @@ def check_loadable(checkpoint: Checkpoint, rollout: bool) -> None:
     check_custom_code(checkpoint.config)
 
 
-def _rebuilds_algorithm(checkpoint: Checkpoint, rollout: bool) -> bool:
-    """An algorithm checkpoint's episodes are its rebuilt env runner's (filters, preprocessing);
+def _rolls_out_env_runner(checkpoint: Checkpoint, rollout: bool) -> bool:
+    """An algorithm checkpoint's episodes are its own env runner's (filters, preprocessing);
     everything else needs the policy alone."""
     return rollout and checkpoint.kind == "Algorithm"
 
 
-def needs_ray(checkpoint: Checkpoint, rollout: bool) -> bool:
-    """Only a rebuilt algorithm needs a Ray instance: a policy loads and rolls out without one
-    (a local Ray instance costs a few seconds to start and stop)."""
-    return _rebuilds_algorithm(checkpoint, rollout)
-
-
 def load(checkpoint: Checkpoint, rollout: bool, seed: int) -> tuple[Any, Any]:
-    """The policy to explain, and what rolls it out: the rebuilt algorithm (its env runner, filters
+    """The policy to explain, and what rolls it out: the algorithm's env runner (its env, filters
     and preprocessing) for an algorithm checkpoint that is rolled out, else None."""
-    if _rebuilds_algorithm(checkpoint, rollout):
-        algorithm = build_algorithm(checkpoint, seed)
-        return algorithm.get_policy(checkpoint.policy_id), algorithm
+    if _rolls_out_env_runner(checkpoint, rollout):
+        runner = build_env_runner(checkpoint, seed)
+        return runner.get_policy(checkpoint.policy_id), runner
     return load_policy(checkpoint), None
 
 
 def rollouts(
     checkpoint: Checkpoint, policy: Any, runner: Any, episodes: int, seed: int, bar: Any
 ) -> Rollouts:
-    """Whole greedy episodes: the algorithm's env runner's if :func:`load` rebuilt it, else the policy's
+    """Whole greedy episodes: the algorithm's env runner's if :func:`load` built it, else the policy's
     own loop in a fresh environment."""
     if runner is not None:
         return rollout_algorithm(runner, checkpoint.policy_id, episodes, bar)
@@ -122,7 +115,7 @@ def rollouts(
 
 
 def release(runner: Any) -> None:
-    """Stop the algorithm :func:`load` rebuilt, if any."""
+    """Stop the env runner :func:`load` built, if any (closes its environment)."""
     if runner is not None:
         runner.stop()
 

@@ -3,7 +3,8 @@ the policy or rebuilding the algorithm.
 
 :func:`inspect` reads the config (TensorFlow objects in state files are stood in for, so TF's
 execution mode is not fixed too early) and picks the policy; :func:`load_policy` /
-:func:`build_algorithm` then build it with its trained weights.
+:func:`build_env_runner` (or :func:`build_algorithm`, which needs Ray) then build it with its
+trained weights.
 """
 
 from __future__ import annotations
@@ -207,10 +208,10 @@ def load_policy(checkpoint: Checkpoint) -> Any:
     return Policy.from_state(state)
 
 
-def build_algorithm(checkpoint: Checkpoint, seed: int) -> Any:
-    """The algorithm, rebuilt for greedy rollouts on the driver only (no remote env runners)."""
+def _greedy_state(checkpoint: Checkpoint, seed: int) -> dict[str, Any]:
+    """The algorithm's saved state, its config set for greedy whole episodes sampled in this
+    process (no remote env runners, GPUs or evaluation workers), seeded with ``seed``."""
     from ray.rllib.algorithms.algorithm import Algorithm
-    from ray.rllib.utils.error import EnvError
 
     use_framework(checkpoint.framework)
     check_environment(checkpoint.config)
@@ -222,7 +223,6 @@ def build_algorithm(checkpoint: Checkpoint, seed: int) -> Any:
             f"the checkpoint refers to code that cannot be found ({error}); {IMPORT_HINT}."
         ) from error
     config = state["config"]
-    # Greedy, whole episodes, sampled in this process; no GPUs, no evaluation workers.
     config.env_runners(
         num_env_runners=0,
         num_envs_per_env_runner=1,
@@ -239,7 +239,51 @@ def build_algorithm(checkpoint: Checkpoint, seed: int) -> Any:
         spec_config = (policy_state.get("policy_spec") or {}).get("config")
         if isinstance(spec_config, dict):
             spec_config["explore"] = False
+    return state
+
+
+def build_algorithm(checkpoint: Checkpoint, seed: int) -> Any:
+    """The algorithm, rebuilt for greedy rollouts on the driver only (no remote env runners).
+    Needs a Ray instance; :func:`build_env_runner` builds what the rollouts use without one."""
+    from ray.rllib.algorithms.algorithm import Algorithm
+    from ray.rllib.utils.error import EnvError
+
+    state = _greedy_state(checkpoint, seed)
     try:
         return Algorithm.from_state(state)
     except EnvError as error:
         raise env_error(checkpoint.config, error) from error
+
+
+def build_env_runner(checkpoint: Checkpoint, seed: int) -> Any:
+    """The algorithm's own env runner (RLlib's ``RolloutWorker``: its env, preprocessors, filters
+    and policies with their trained weights), built and restored as the rebuilt algorithm builds
+    its local one (``EnvRunnerGroup``, then ``set_state``), but without the algorithm around it
+    and without Ray, whose start and stop took ~4 s of the command. Sampling from the
+    environment: an offline algorithm's input is not its episodes."""
+    from ray.rllib.algorithms.algorithm import Algorithm
+    from ray.rllib.evaluation.rollout_worker import RolloutWorker
+    from ray.rllib.utils.error import EnvError
+
+    state = _greedy_state(checkpoint, seed)
+    config = state["config"]
+    config.offline_data(input_="sampler")
+    # The local env runner's config, as EnvRunnerGroup makes it: the local TF session arguments.
+    session_args = {**config.tf_session_args, **config.local_tf_session_args}
+    config = config.copy(copy_frozen=False).framework(tf_session_args=session_args)
+    algorithm_class = state["algorithm_class"]
+    runner_class = config.env_runner_cls or RolloutWorker
+    try:
+        _, env_creator = Algorithm._get_env_id_and_creator(config.env, config)
+        runner = runner_class(
+            env_creator=env_creator,
+            validate_env=algorithm_class.validate_env,
+            default_policy_class=algorithm_class.get_default_policy_class(config),
+            config=config,
+            worker_index=0,
+            num_workers=0,
+        )
+    except EnvError as error:
+        raise env_error(checkpoint.config, error) from error
+    runner.set_state(state["worker"])
+    return runner

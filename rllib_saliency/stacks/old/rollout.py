@@ -16,12 +16,12 @@ if TYPE_CHECKING:
     from rllib_saliency.movie.rollout import EpisodeRecord
 
 
-def rollout_algorithm(algorithm: Any, policy_id: str, episodes: int, bar: Any) -> Rollouts:
-    """Whole greedy episodes from the algorithm's own env runner (its env, preprocessing, filters)."""
+def rollout_algorithm(worker: Any, policy_id: str, episodes: int, bar: Any) -> Rollouts:
+    """Whole greedy episodes from the algorithm's own env runner (its env, preprocessing, filters):
+    ``worker`` is that ``RolloutWorker`` (``algorithm.env_runner``, or built alone)."""
     from rllib_saliency.stacks.old.batches import per_step_states
 
-    worker = algorithm.env_runner
-    policy = algorithm.get_policy(policy_id)
+    policy = worker.get_policy(policy_id)
     recurrent = policy.is_recurrent()
     observations, actions, episode_ids, states = [], [], [], []
     done = 0
