@@ -492,7 +492,7 @@ def test_explain_lstm_fed_previous_action_and_reward(setup):
     ],
 )
 def test_policy_and_torch_checkpoint_errors_exit_1_with_a_message(setup, capsys, arguments, messages):
-    """Errors found before Ray starts, checked in this process through main() (the errors of both
+    """Errors found before anything is loaded, checked in this process through main() (the errors of both
     stacks: tests/contracts/test_cli_commands.py)."""
 
     paths = {"root": str(setup["root"]), **setup["checkpoints"]}

@@ -44,7 +44,7 @@ def parse_method_options(items: Sequence[str]) -> dict[str, Any]:
 
 
 def check_explain(args: argparse.Namespace, checkpoint: Checkpoint) -> None:
-    """Arguments checked before Ray starts and the policy loads (when the spec tells enough)."""
+    """Arguments checked before the policy loads (when the spec tells enough)."""
     from rllib_saliency.methods import get_method
 
     check_positive(args, "batch_size", "num_cpus")

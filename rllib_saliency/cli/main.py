@@ -56,8 +56,8 @@ def _import_modules(modules: Sequence[str]) -> None:
 def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], needs_data: bool) -> int:
     # Every phase is timed, one after the other, so the phases add up to the total: Python's
     # start-up and the CLI's imports (before this function), RLlib's import, the user's --import
-    # modules, reading the checkpoint, Ray's start-up, loading, rolling out, the command's own
-    # work, writing its files, and stopping Ray.
+    # modules, reading the checkpoint, loading, rolling out, the command's own work, and writing
+    # its files.
     timings: dict[str, float] = {"start-up": process_age() or 0.0}
     lap = stopwatch(timings)
     if not args.verbose:
@@ -89,7 +89,7 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
         )
     if obs_file is not None and checkpoint.obs_shape is not None:
         check_obs_shape(obs_file, checkpoint.obs_shape, checkpoint.policy_id, f"--obs {args.obs}")
-    # Checks that need no Ray and no TensorFlow objects: fail fast.
+    # Checks that need no TensorFlow objects: fail fast.
     stack.check_loadable(checkpoint, rollout)
     try:
         os.makedirs(args.out, exist_ok=True)
@@ -109,7 +109,7 @@ def _run(args: argparse.Namespace, compute: Callable[[Context], list[str]], need
         states: tuple[np.ndarray, ...] = ()
         agent_ids = None
         # The model to explain, and what rolls it out where the stack needs more than the model
-        # (the rebuilt algorithm; a multi-agent checkpoint's every module), else None.
+        # (an old-stack algorithm's env runner; a multi-agent checkpoint's every module), else None.
         policy, runner = stack.load(checkpoint, rollout, args.seed)
         lap("load")
         if obs_file is not None:
@@ -191,7 +191,7 @@ def console_script() -> NoReturn:
     """The ``rllib-saliency`` console script and ``python -m rllib_saliency.cli``: :func:`main`, then
     exit without the interpreter's teardown. With TensorFlow or torch loaded, freeing every
     module's objects took ~2.5 s of CPU after the command was done (a 15 s run on 2 cores); by then
-    the command's files are closed and Ray is stopped. Exit handlers (``atexit``, the user's
+    the command's files are closed. Exit handlers (``atexit``, the user's
     ``--import`` modules' too) and other threads still finish first; an exception that escapes
     :func:`main` exits the usual way, with its traceback."""
     code = main()

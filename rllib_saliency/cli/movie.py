@@ -33,7 +33,7 @@ def _require_pillow() -> None:
 
 
 def check_movie(args: argparse.Namespace, checkpoint: Checkpoint) -> None:
-    """Arguments checked before Ray starts and the policy loads."""
+    """Arguments checked before the policy loads."""
     from rllib_saliency.methods import get_method
 
     _require_pillow()

@@ -234,7 +234,7 @@ def test_an_error_end_to_end_exits_1_without_traceback(cli):
     ],
 )
 def test_documented_errors_exit_1_with_a_message(cli, capsys, arguments, messages):
-    """Errors found before Ray starts or a model is loaded, checked in this process through main()."""
+    """Errors found before a model is loaded, checked in this process through main()."""
 
     argv = [a.format(**cli["paths"]) for a in arguments] + ["--out", str(cli["root"] / "unused")]
     assert_cli_error(argv, capsys, messages)

@@ -82,7 +82,7 @@ def before_rllib_import() -> None:
 
 
 def check_loadable(checkpoint: Checkpoint, rollout: bool) -> None:
-    """Checks that need no Ray and no TensorFlow objects: the environment to roll out in, the
+    """Checks that need no TensorFlow objects: the environment to roll out in, the
     custom models and action distributions the config names."""
     if rollout:
         check_environment(checkpoint.config)
