@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench soak clean
+.PHONY: demo test lint bench soak suite-cpu clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ bench: $(STAMP)
 # ~20 minutes: 1,000 computations per TF mode and on the new stack, and 100 training iterations.
 soak: $(STAMP)
 	$(PY) benchmarks/soak.py
+
+# make test under benchmarks/suite_cpu.py: its wall time and where its CPU goes, by kind.
+suite-cpu:
+	$(PYTHON) benchmarks/suite_cpu.py --name suite_cpu -- $(MAKE) --no-print-directory test
 
 clean:
 	rm -rf $(VENV) build *.egg-info benchmarks/results
