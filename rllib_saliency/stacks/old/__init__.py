@@ -3,7 +3,8 @@
 * ``training.py``: the training callback's side (reservoirs filled at ``on_sample_end``, explained
   on each env runner with its own policy copy; the driver's policy as the current model);
 * ``batches.py``: the recurrent step inputs of a ``SampleBatch``;
-* ``checkpoint.py``: reading an old-stack checkpoint, loading the policy, rebuilding the algorithm;
+* ``checkpoint.py``: reading an old-stack checkpoint, loading the policy, building the algorithm's env
+  runner;
 * ``rollout.py``: greedy episodes of a policy (the CLI's rows, movies).
 
 This module is what the callback, ``explain()``, the CLI and the movies call: the same names on

@@ -1,5 +1,5 @@
 """Old-API-stack checkpoints (TF policies): reading them before building anything, then loading
-the policy or rebuilding the algorithm.
+the policy or building the algorithm's env runner (the CLI's rollouts; no Ray).
 
 :func:`inspect` reads the config (TensorFlow objects in state files are stood in for, so TF's
 execution mode is not fixed too early) and picks the policy; :func:`load_policy` /
