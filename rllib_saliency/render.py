@@ -25,6 +25,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from rllib_saliency.targets import describe_target
+
 MAX_BARS = 40  # beyond this a bar chart stops being readable: show the largest ones
 SCALE = 2  # raster pixels per display pixel (see the module docstring)
 DPI = 72 * SCALE  # so one point of layout is one display pixel
@@ -159,22 +161,11 @@ METHOD_OPTIONS_SHOWN = {
 }
 IMAGE_OCCLUSION_OPTIONS = ("patch_size", "stride", "fill")
 
-TARGET_CAPTIONS = {
-    "action": "action = the greedy action's logit (Q-networks: its Q-value)",
-    "logp": "logp = log-probability of the action taken",
-    "value": "value = the value function's estimate (Q-networks: max Q; SAC: min twin Q, greedy action)",
-    "advantage": "advantage = Q(s, a*) - mean over actions of Q(s, a) (dueling Q-network)",
-}
-
-
-def target_caption(target: str) -> str:
-    """What a target's number is, in words, for a chart subtitle."""
-    if target in TARGET_CAPTIONS:
-        return TARGET_CAPTIONS[target]
-    if target.startswith("action_"):
-        k = target.split("_", 1)[1]
-        return f"{target} = output {k} of the action distribution (logit of action {k}, or Gaussian mean)"
-    return target
+def target_caption(target: str, model_kind: str | None = None, action_space: Any = None) -> str:
+    """What a target's number is, in words, for a chart subtitle: for a model of ``model_kind``
+    and ``action_space`` where the caller knows them (``backends.model_kind``), else every kind's
+    meaning (see ``targets.describe_target``)."""
+    return describe_target(target, model_kind, action_space)
 
 
 def _option_text(name: str, value: Any) -> str:
@@ -206,11 +197,16 @@ def method_caption(method: str, options: Mapping[str, Any] | None = None, image:
 
 
 def chart_subtitle(
-    method: str, options: Mapping[str, Any] | None, target: str, image: bool = False, evolution: bool = False
+    method: str,
+    options: Mapping[str, Any] | None,
+    target: str,
+    image: bool = False,
+    evolution: bool = False,
+    target_text: str | None = None,
 ) -> str:
-    """The subtitle of a callback chart: method options, what the target is, and for the
-    evolution heatmap what its columns are."""
-    parts = [method_caption(method, options, image), target_caption(target)]
+    """The subtitle of a callback chart: method options, what the target is (``target_text``,
+    default: ``target_caption(target)``), and for the evolution heatmap what its columns are."""
+    parts = [method_caption(method, options, image), target_text or target_caption(target)]
     if evolution:
         parts.append("each column: shares of mean |attribution|, summing to 1")
     return "; ".join(parts)

@@ -184,3 +184,56 @@ def resolve_target(
     if value_needs_action:
         return ResolvedTarget("value", actions=greedy_actions if actions is None else actions, states=states)
     return ResolvedTarget("value", states=states)
+
+
+# What a target's number is, by kind of model (``backends.model_kind``): a chart's subtitle says
+# it, so that a Q-value is not read as a logit. None: the kind is not known (all cases named).
+MODEL_KINDS = ("policy", "q", "sac")
+_GENERIC_MEANINGS = {
+    "action": "action = the greedy action's logit (Q-networks: its Q-value)",
+    "logp": "logp = log-probability of the action taken",
+    "value": "value = the value function's estimate (Q-networks: max Q; SAC: min twin Q, greedy action)",
+    "advantage": "advantage = Q(s, a*) - mean over actions of Q(s, a) (dueling Q-network)",
+}
+_MEANINGS = {
+    "policy": {
+        "value": "value = V(s), the value function's estimate",
+    },
+    "q": {
+        "action": "action = Q(s, a*), the greedy action's Q-value",
+        "value": "value = max over actions of Q(s, a)",
+    },
+    "sac": {
+        "logp": "logp = log-probability of the action taken, under the squashed Gaussian",
+        "value": "value = min(Q1, Q2) at the squashed greedy action, held fixed",
+    },
+}
+
+
+def describe_target(target: str, model_kind: str | None = None, action_space: gym.Space | None = None) -> str:
+    """What ``target``'s number is, in words (a chart's subtitle): for a model of ``model_kind``
+    (``"policy"``: action-distribution inputs, ``"q"``: a Q-network, ``"sac"``) and
+    ``action_space`` where they are known, else every kind's meaning."""
+    known = _MEANINGS.get(model_kind or "", {})
+    if target in known:
+        return known[target]
+    match = re.fullmatch(r"action(?:_(\d+))?", target)
+    if match is None:
+        return _GENERIC_MEANINGS.get(target, target)
+    k = int(match.group(1) or 0)
+    discrete = isinstance(action_space, gym.spaces.Discrete)
+    if model_kind == "q":  # (Discrete actions: RLlib's DQN)
+        return f"{target} = Q(s, {k}), the Q-value of action {k}"
+    if model_kind in ("policy", "sac") and action_space is not None:
+        if isinstance(action_space, gym.spaces.Box):
+            squashing = ", before squashing" if model_kind == "sac" else ""
+            return f"{target} = the Gaussian mean of action dimension {k}{squashing}"
+        if discrete and match.group(1) is None:
+            return "action = the greedy action's logit"
+        if discrete:
+            return f"{target} = the logit of action {k}"
+        if isinstance(action_space, gym.spaces.MultiDiscrete):
+            return f"{target} = the logit of sub-action {k}'s greedy choice"
+    if match.group(1) is None:
+        return _GENERIC_MEANINGS["action"]
+    return f"{target} = output {k} of the action distribution (logit of action {k}, or Gaussian mean)"

@@ -32,3 +32,11 @@ def scalars(accumulator: EventAccumulator, tag: str) -> dict[int, float]:
 
 def decode_png(image_event) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(image_event.encoded_image_string)).convert("RGB"))
+
+
+def text(accumulator: EventAccumulator, tag: str) -> str:
+    """The last text summary under ``tag`` (TensorBoard's TEXT dashboard), as a string."""
+    from tensorboard.util import tensor_util
+
+    value = tensor_util.make_ndarray(accumulator.Tensors(tag)[-1].tensor_proto)
+    return b"\n".join(np.asarray(value).reshape(-1)).decode()

@@ -119,6 +119,11 @@ def test_subtitles_name_the_options_that_change_the_picture():
     assert "summing to 1" in render.chart_subtitle("gradient", None, "value", evolution=True)
     assert "value function" in render.target_caption("value")
     assert "action 2" in render.target_caption("action_2")
+    # Given the kind of model, the subtitle says what this model's number is (targets.describe_target).
+    assert render.target_caption("action", "q") == "action = Q(s, a*), the greedy action's Q-value"
+    q_text = render.target_caption("action", "q")
+    q_chart = render.chart_subtitle("gradient", None, "action", target_text=q_text)
+    assert q_chart == "gradient; action = Q(s, a*), the greedy action's Q-value"
 
 
 def captured(monkeypatch):
@@ -165,7 +170,8 @@ def test_config_text_lists_the_method_options_in_effect():
         methods=("gradient", "integrated_gradients", "smoothgrad"),
         method_options={"smoothgrad": {"noise_level": 0.2}},
     )
-    text = Reporter(settings, stack=None)._config_markdown()
+    meanings = {("p0", "action"): "action = the greedy action's logit", ("p1", "value"): "value = V(s)"}
+    text = Reporter(settings, stack=None)._config_markdown(meanings)
     assert "| integrated_gradients | `{'baseline': 'zeros', 'steps': 32}` |" in text
     assert "'noise_level': 0.2" in text and "'n_samples': 25" in text
-    assert "greedy action's logit" in text and "summing to 1" in text
+    assert "- p0: action = the greedy action's logit\n- p1: value = V(s)" in text and "summing to 1" in text

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from rllib_saliency.targets import parse_target, resolve_target
+from rllib_saliency.targets import describe_target, parse_target, resolve_target
 
 DISCRETE = gym.spaces.Discrete(3)
 BOX = gym.spaces.Box(-1, 1, (2,), np.float32)
@@ -73,3 +73,41 @@ def test_advantage_and_sac_value_resolve_their_action_at_the_given_observations(
     at_greedy = resolve_target(value, 2, None, actions, None, value_needs_action=True)
     np.testing.assert_array_equal(at_greedy.actions, actions)
     assert resolve_target(value, 2, None, None, None).actions is None
+
+
+DISCRETE, BOX, MULTI = gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,)), gym.spaces.MultiDiscrete([2, 3])
+
+
+@pytest.mark.parametrize(
+    "target, kind, space, meaning",
+    [
+        ("action", "policy", DISCRETE, "action = the greedy action's logit"),
+        ("action_2", "policy", DISCRETE, "action_2 = the logit of action 2"),
+        ("action_1", "policy", BOX, "action_1 = the Gaussian mean of action dimension 1"),
+        ("action", "policy", BOX, "action = the Gaussian mean of action dimension 0"),
+        ("action_1", "policy", MULTI, "action_1 = the logit of sub-action 1's greedy choice"),
+        ("value", "policy", DISCRETE, "value = V(s), the value function's estimate"),
+        ("logp", "policy", BOX, "logp = log-probability of the action taken"),
+        ("action", "q", DISCRETE, "action = Q(s, a*), the greedy action's Q-value"),
+        ("action_1", "q", DISCRETE, "action_1 = Q(s, 1), the Q-value of action 1"),
+        ("value", "q", DISCRETE, "value = max over actions of Q(s, a)"),
+        ("advantage", "q", DISCRETE, "advantage = Q(s, a*) - mean over actions of Q(s, a) (dueling Q-network)"),  # noqa: E501
+        ("action_0", "sac", BOX, "action_0 = the Gaussian mean of action dimension 0, before squashing"),
+        ("value", "sac", BOX, "value = min(Q1, Q2) at the squashed greedy action, held fixed"),
+        ("logp", "sac", BOX, "logp = log-probability of the action taken, under the squashed Gaussian"),
+    ],
+)
+def test_each_kind_of_model_says_what_its_targets_are(target, kind, space, meaning):
+    """A chart says what its number is for the model it shows: a Q-network's action is its
+    Q-value, a policy's is a logit or a Gaussian mean, never 'X (Q-networks: Y)'."""
+    assert describe_target(target, kind, space) == meaning
+    if kind != "q":
+        assert "Q-network" not in meaning and "Q-value" not in meaning
+    if kind == "q" or isinstance(space, gym.spaces.Box):
+        assert "logit" not in meaning
+
+
+def test_an_unknown_model_gets_every_kind_named():
+    assert describe_target("action") == "action = the greedy action's logit (Q-networks: its Q-value)"
+    assert "SAC: min twin Q" in describe_target("value")
+    assert describe_target("action_2").startswith("action_2 = output 2 of the action distribution")

@@ -16,6 +16,7 @@ __all__ = [
     "TargetFunction",
     "backend_for",
     "check_supported",
+    "model_kind",
     "policy_id_of",
     "policy_mode",
 ]
@@ -155,6 +156,17 @@ def _check_torch_module(module: Any) -> str:
             "encoders need anyway."
         )
     return "torch"
+
+
+def model_kind(policy: Any) -> str:
+    """What the model's action outputs are, for saying what a target means
+    (``targets.describe_target``): ``"policy"`` (action-distribution inputs: logits, Gaussian
+    means; every TF policy), ``"q"`` (a Q-network's Q-values) or ``"sac"``. Builds no backend."""
+    if is_torch_module(policy):
+        from rllib_saliency.backends.torch_heads import module_kind
+
+        return module_kind(policy)
+    return "policy"
 
 
 def backend_for(policy: Any) -> Backend:

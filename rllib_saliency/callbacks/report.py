@@ -74,6 +74,7 @@ class Reporter:
         self._config_written = False
         self._history = EvolutionHistory()
         self._layouts: dict[str, Any] = {}
+        self._target_texts: dict[tuple[str, str], str] = {}
         self._skipped: dict[str, int] = {}
         # Spaces that name a model's features better than its own (see stacks/new/training.py).
         self._layout_spaces: dict[str, Any] = {}
@@ -194,6 +195,18 @@ class Reporter:
         """The space whose structure names the model's features."""
         return self._layout_spaces.get(policy_id) or self.stack.model(algorithm, policy_id).observation_space
 
+    def _target_text(self, algorithm: Any, policy_id: str, target: str) -> str:
+        """What the target's number is for this policy's kind of model, in words (a Q-network's
+        action is its Q-value, not a logit), worked out once per policy and target."""
+        key = (policy_id, target)
+        if key not in self._target_texts:
+            from rllib_saliency.backends import model_kind
+            from rllib_saliency.targets import describe_target
+
+            model = self.stack.model(algorithm, policy_id)
+            self._target_texts[key] = describe_target(target, model_kind(model), model.action_space)
+        return self._target_texts[key]
+
     def _names_for(self, algorithm: Any, summary: MergedSummary) -> list[str]:
         space = self._space_of(algorithm, summary.policy_id)
         return self._feature_names(summary.policy_id, len(summary.mean_abs), space)
@@ -250,7 +263,10 @@ class Reporter:
             return
 
         if not self._config_written:
-            writer.text(f"{RESULT_KEY}/config", self._config_markdown(), step)
+            meanings = {
+                (s.policy_id, s.target): self._target_text(algorithm, s.policy_id, s.target) for s in merged
+            }
+            writer.text(f"{RESULT_KEY}/config", self._config_markdown(meanings), step)
             self._config_written = True
         images_due = images_only or self._computations_done() % self.settings.image_every == 0
         self._unimaged = None if images_due else (merged, names, shares, step)
@@ -277,6 +293,7 @@ class Reporter:
                         self._write_images,
                         writer,
                         summary,
+                        self._target_text(algorithm, summary.policy_id, summary.target),
                         feature_names,
                         (list(history.steps), list(history.values)),
                         step,
@@ -296,11 +313,13 @@ class Reporter:
         self,
         writer: Any,
         summary: MergedSummary,
+        target_text: str,
         feature_names: list[str],
         history: tuple[list[int], list[list[float]]],
         step: int,
     ) -> None:
-        """One summary's charts (runs on the image thread, see ``callbacks/images.py``)."""
+        """One summary's charts (runs on the image thread, see ``callbacks/images.py``);
+        ``target_text``: what the target's number is (``_target_text``)."""
         from rllib_saliency import render
 
         prefix = f"{RESULT_KEY}/{summary.policy_id}/{summary.target}/{summary.method}"
@@ -308,7 +327,9 @@ class Reporter:
         # The options that change the picture, and what the target is, on the chart.
         options = self.settings.method_options.get(summary.method)
         image_obs = summary.map_values is not None or bool(summary.component_maps)
-        subtitle = render.chart_subtitle(summary.method, options, summary.target, image_obs)
+        subtitle = render.chart_subtitle(
+            summary.method, options, summary.target, image_obs, target_text=target_text
+        )
         if summary.map_values is not None:  # image observations: heatmaps over frames
             importance = render.saliency_grid(
                 summary.map_observations,
@@ -327,7 +348,7 @@ class Reporter:
             )
             writer.image(f"{prefix}/importance/{name}", *grid, step)
         evolution_subtitle = render.chart_subtitle(
-            summary.method, options, summary.target, image_obs, evolution=True
+            summary.method, options, summary.target, image_obs, evolution=True, target_text=target_text
         )
         steps, values = history
         writer.image(
@@ -387,7 +408,7 @@ class Reporter:
                     writer.scalars({f"{RESULT_KEY}/{tag}/value": value}, step)
                     best = found.inputs[found.best]
                     title = f"{policy_id}: input maximising {target}"
-                    subtitle = f"{render.target_caption(target)}; reached {value:.3g}"
+                    subtitle = f"{self._target_text(algorithm, policy_id, target)}; reached {value:.3g}"
                     if best.ndim == 3:
                         image = render.activation_images(
                             best, found.mean, found.low, found.high, title, subtitle
@@ -437,8 +458,9 @@ class Reporter:
                 self._history.unreadable_lines,
             )
 
-    def _config_markdown(self) -> str:
-        from rllib_saliency import render
+    def _config_markdown(self, meanings: dict[tuple[str, str], str]) -> str:
+        """The settings, the method options in effect and ``meanings``: what each (policy,
+        target)'s number is."""
         from rllib_saliency.methods import METHODS
         from rllib_saliency.methods.base import fill_defaults
 
@@ -448,7 +470,7 @@ class Reporter:
             f"| {m} | `{fill_defaults(METHODS[m], self.settings.method_options.get(m, {}))!r}` |"
             for m in self.settings.methods
         )
-        targets = "\n".join(f"- {render.target_caption(t)}" for t in self.settings.targets)
+        targets = "\n".join(f"- {policy_id}: {text}" for (policy_id, _), text in sorted(meanings.items()))
         return (
             f"rllib-saliency settings\n\n| option | value |\n|---|---|\n{rows}\n\n"
             f"Method options in effect (defaults filled in)\n\n| method | options |\n|---|---|\n{methods}\n\n"

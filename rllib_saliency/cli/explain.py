@@ -58,6 +58,7 @@ def check_explain(args: argparse.Namespace, checkpoint: Checkpoint) -> None:
 
 def run_explain(context: Context) -> list[str]:
     from rllib_saliency import render
+    from rllib_saliency.backends import model_kind
     from rllib_saliency.engine import Attribution, explain
     from rllib_saliency.methods import get_method
     from rllib_saliency.recurrent import recurrent_layout
@@ -163,7 +164,10 @@ def run_explain(context: Context) -> list[str]:
 
     title = f"{pid} / {args.target} / {args.method}"
     # As the training callback's charts: the options that change the picture, what the target is.
-    subtitle = render.chart_subtitle(args.method, options, args.target, summary.map_values is not None)
+    meaning = render.target_caption(args.target, model_kind(policy), policy.action_space)
+    subtitle = render.chart_subtitle(
+        args.method, options, args.target, summary.map_values is not None, target_text=meaning
+    )
     if summary.map_values is not None:
         importance = render.saliency_grid(
             summary.map_observations, summary.map_values, title, args.frame_maps, subtitle=subtitle

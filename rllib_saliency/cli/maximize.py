@@ -43,6 +43,7 @@ def check_maximize(args: argparse.Namespace, checkpoint: Checkpoint) -> None:
 def run_maximize(context: Context) -> list[str]:
     from rllib_saliency import render
     from rllib_saliency.activation import maximize_activation
+    from rllib_saliency.backends import model_kind
     from rllib_saliency.summaries import feature_layout
     from rllib_saliency.writer import SaliencyWriter
 
@@ -96,7 +97,8 @@ def run_maximize(context: Context) -> list[str]:
     best = result.best
     title = f"{pid} / {args.target}: activation maximization (best of {len(result.inputs)})"
     # As the training callback's chart: what the target is and the value reached.
-    subtitle = f"{render.target_caption(args.target)}; reached {float(result.target_values[-1].max()):.3g}"
+    meaning = render.target_caption(args.target, model_kind(policy), policy.action_space)
+    subtitle = f"{meaning}; reached {float(result.target_values[-1].max()):.3g}"
     if len(obs_shape) == 1:
         names = feature_names_arg(
             args.feature_names,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import STACK
-from tb_events import decode_png, load, scalars
+from tb_events import decode_png, load, scalars, text
 
 from rllib_saliency import SaliencyCallbacks, explain
 from rllib_saliency.api import current_model
@@ -83,6 +83,11 @@ def test_every_documented_tag_at_every_step(ray_cluster, tmp_path, num_env_runne
             agreement = scalars(events, f"{trust}/agreement/gradient__integrated_gradients")
             assert sorted(agreement) == steps and all(-1 <= v <= 1 for v in agreement.values())
         assert "saliency/config" in events.Tags()["tensors"]
+        # What each chart's number is, for this policy's model (the charts' subtitles say the same).
+        config = text(events, "saliency/config")
+        assert "- default_policy: action = the greedy action's logit" in config
+        assert "- default_policy: value = V(s), the value function's estimate" in config
+        assert "Q-network" not in config and "SAC" not in config
         assert "errors" not in results[-1]["saliency"]  # includes the weight-sync check on remote runners
         # Every sampling env runner's reservoir was explained: num_samples rows each.
         explained = STACK.explained(algo)

@@ -20,7 +20,7 @@ from cli_output import describe, run_commands
 from ray.rllib.core.columns import Columns
 from ray.rllib.core.rl_module.apis.q_net_api import QNetAPI
 from ray.rllib.core.rl_module.torch.torch_rl_module import TorchRLModule
-from tb_events import load, scalars
+from tb_events import load, scalars, text
 
 import rllib_saliency  # noqa: F401  (first: a safe TF/torch import order for RLlib's new stack)
 from rllib_saliency import SaliencyCallbacks, explain, learner_module
@@ -167,6 +167,12 @@ def test_dueling_dqn_callback_logs_action_value_advantage_without_errors(dueling
     algo, results, errors, logdir, targets, _ = dueling
     assert errors == []
     check_tags(logdir, algo, results, "default_policy", targets)
+    # What each chart's number is, as the TEXT tab lists it (and the charts' subtitles say it):
+    # Q-values, not logits.
+    config = text(load(logdir), "saliency/config")
+    assert "- default_policy: action = Q(s, a*), the greedy action's Q-value" in config
+    assert "- default_policy: value = max over actions of Q(s, a)" in config
+    assert "logit" not in config
 
 
 def test_dueling_dqn_targets_match_finite_differences_of_compute_q_values(dueling):

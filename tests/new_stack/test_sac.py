@@ -15,7 +15,7 @@ import torch
 from analytic import central_differences
 from cli_output import describe, run_commands
 from ray.rllib.core.columns import Columns
-from tb_events import load, scalars
+from tb_events import load, scalars, text
 
 import rllib_saliency  # noqa: F401  (first: a safe TF/torch import order for RLlib's new stack)
 from rllib_saliency import SaliencyCallbacks, explain, learner_module
@@ -98,6 +98,9 @@ def test_callback_logs_action_value_logp_without_errors(sac):
                 assert logged[steps[-1]] == pytest.approx(float(results[-1]["saliency"][key]), rel=1e-6)
     for result in results:
         assert "errors" not in result["saliency"], result["saliency"].get("errors")
+    config = text(events, "saliency/config")  # what each chart's number is, for SAC's module
+    assert "- default_policy: action_0 = the Gaussian mean of action dimension 0, before squashing" in config
+    assert "- default_policy: value = min(Q1, Q2) at the squashed greedy action, held fixed" in config
 
 
 def test_targets_match_finite_differences_of_the_module(sac):
