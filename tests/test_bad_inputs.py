@@ -44,6 +44,11 @@ def test_unknown_method_and_option(cartpole):
         explain(policy, obs, method="integrated_gradients", baseline="median")
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         explain(policy, obs, batch_size=0)
+    with pytest.raises(ValueError, match=r"'noise_source' must be one of \('host', 'device'\).*got 'gpu'"):
+        explain(policy, obs, method="smoothgrad", noise_source="gpu")
+    # A TF policy's noise is numpy's: 'device' (drawn where a torch module runs) is refused, naming the fix.
+    with pytest.raises(ValueError, match=r"noise_source='device' needs.*torch RLModules.*'host'"):
+        explain(policy, obs, method="smoothgrad", noise_source="device")
 
 
 def test_unknown_and_out_of_range_targets(cartpole):

@@ -109,9 +109,15 @@ class TargetFunction:
         return None if batched is None else batched(inputs, self._target, baseline, alphas, weights)
 
     def smoothgrad(
-        self, inputs: np.ndarray, sigma: np.ndarray, draw: Callable[[], np.ndarray], n_samples: int
+        self,
+        inputs: np.ndarray,
+        sigma: np.ndarray,
+        draw: Callable[[], np.ndarray] | list[tuple[int, int]],
+        n_samples: int,
     ) -> np.ndarray | None:
-        """Batched SmoothGrad on a backend that has it (torch); None on one without (the method loops)."""
+        """Batched SmoothGrad on a backend that has it (torch); None on one without (the method loops).
+        ``draw``: the next sample's standard normal noise (numpy), or (rows, seed) per block of
+        rows for the backend to draw it itself (``noise_source="device"``)."""
         batched = getattr(self._backend, "smoothgrad", None)
         return None if batched is None else batched(inputs, self._target, sigma, draw, n_samples)
 

@@ -747,21 +747,34 @@ class TorchBackend:
         draw: Any,
         n_samples: int,
     ) -> np.ndarray:
-        """The mean gradient at ``x + draw().astype(float32) * sigma`` over ``n_samples`` draws (in
-        order: the same noise as the method's numpy loop), as many noisy copies per pass as
-        pass_rows() allows; the draws cross to the device, the copies are made there. Summed in
-        the module's dtype (the loop: float64), so the same numbers within float32 rounding."""
+        """The mean gradient at ``x + noise * sigma`` over ``n_samples`` draws, as many noisy copies
+        per pass as pass_rows() allows. ``draw``: a function giving the next sample's numpy noise
+        (in order: the same noise as the method's numpy loop; the draws cross to the device, the
+        copies are made there), or ``(rows, seed)`` per block of rows: the noise is drawn on the
+        module's device, one torch generator per block, sample after sample (never on the host).
+        Summed in the module's dtype (the loop: float64), so the same numbers within float32 rounding."""
         dtype, device = self._placement()
         with torch.inference_mode(False), torch.no_grad():
             x = self._tensor(obs).to(torch.float32)
             scale = torch.as_tensor(sigma, dtype=torch.float32, device=device)
+        generators = None
+        if not callable(draw):
+            generators = [(rows, torch.Generator(device=device).manual_seed(seed)) for rows, seed in draw]
+
+        def noise() -> torch.Tensor:
+            if generators is None:
+                return torch.as_tensor(draw().astype(np.float32), device=device)
+            parts = [
+                torch.randn((rows, *x.shape[1:]), generator=generator, device=device)
+                for rows, generator in generators
+            ]
+            return parts[0] if len(parts) == 1 else torch.cat(parts)
 
         def points(samples: slice) -> torch.Tensor:
             count = len(range(n_samples)[samples])
             noisy = torch.empty((count, *x.shape), dtype=torch.float32, device=device)
             for k in range(count):
-                noise = torch.as_tensor(draw().astype(np.float32), device=device)
-                torch.add(x, noise * scale, out=noisy[k])
+                torch.add(x, noise() * scale, out=noisy[k])
             return noisy.to(dtype).flatten(0, 1)
 
         total = self._gradient_sum(obs, target, points, n_samples, np.full(n_samples, 1.0 / n_samples))

@@ -38,20 +38,34 @@ class BatchContext:
     def _generators(self) -> dict[int, np.random.Generator]:
         return {}
 
+    def _blocks(self, n: int) -> list[tuple[int, int]]:
+        """The row ranges ``[first, last)`` of this chunk's ``n`` rows that draw from one generator each."""
+        stop = self.start + n
+        if self.block is None:
+            return [(self.start, stop)]
+        block = self.block or n or 1
+        return [(first, min(stop, (first // block + 1) * block)) for first in range(self.start, stop, block)]
+
     def standard_normal(self, shape: tuple[int, ...]) -> np.ndarray:
         """Standard normal draws of ``shape`` (this chunk's rows first), float64; successive calls
         continue each generator's stream. A generator is built on first use (it costs ~60 µs)."""
-        stop = self.start + shape[0]
-        block = self.block or shape[0] or 1
-        starts = [self.start] if self.block is None else list(range(self.start, stop, block))
         parts = []
-        for first in starts:
+        for first, last in self._blocks(shape[0]):
             generator = self._generators.get(first)
             if generator is None:
                 generator = self._generators[first] = np.random.default_rng((self.seed, first))
-            last = stop if self.block is None else min(stop, (first // block + 1) * block)
             parts.append(generator.standard_normal((last - first, *shape[1:])))
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def generator_seeds(self, n: int) -> list[tuple[int, int]]:
+        """For a backend that draws its own noise (SmoothGrad's ``noise_source="device"``): each
+        block of this chunk's ``n`` rows, as (rows, a 63-bit seed from ``(seed, first row)``), the
+        blocks ``standard_normal`` draws from, so the noise does not depend on the pass size."""
+        seeded = []
+        for first, last in self._blocks(n):
+            state = np.random.SeedSequence((self.seed, first)).generate_state(1, np.uint64)[0]
+            seeded.append((last - first, int(state >> 1)))
+        return seeded
 
     def _statistic(self, reduce: Any) -> np.ndarray:
         if len(self.rows) == 0:

@@ -198,3 +198,71 @@ def test_the_submodule_walk_is_module_modules(cnn, mlp):
     for module in (cnn, mlp, nested):
         assert submodules(module) == list(module.modules())
         assert parameters_of(submodules(module)) == list(module.parameters())
+
+
+class CubicValue(torch.nn.Module):
+    """value(x) = sum_j c_j x_j^3: its gradient 3 c x^2 is not linear, so SmoothGrad's expectation,
+    E[3 c (x + e)^2] = 3 c (x^2 + sigma^2), shows the noise's mean and variance."""
+
+    def __init__(self, c: np.ndarray) -> None:
+        super().__init__()
+        self.c = torch.nn.Parameter(torch.as_tensor(c, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (self.c * x**3).sum(dim=1)
+
+
+def cubic_value_module(c: np.ndarray):
+    from ray.rllib.algorithms.ppo.torch.default_ppo_torch_rl_module import DefaultPPOTorchRLModule
+
+    module = ppo_module((3,), 2)
+    cubic = CubicValue(c)
+    # The value head replaced: compute_values is the cubic (the actor half stays RLlib's).
+    module.compute_values = lambda batch, embeddings=None: cubic(batch["obs"])
+    assert isinstance(module, DefaultPPOTorchRLModule)
+    return module
+
+
+@pytest.mark.parametrize("noise_source", ["host", "device"])
+def test_smoothgrad_noise_has_the_documented_mean_and_spread(noise_source):
+    """Either source: SmoothGrad of a cubic equals its closed form 3 c (x^2 + sigma^2), sigma =
+    noise_level × each feature's range in the batch, within the Monte Carlo error."""
+    c = np.array([1.0, -2.0, 0.5])
+    module = cubic_value_module(c)
+    x = np.array([[0.5, -1.0, 2.0], [-0.5, 1.0, 0.0], [0.0, 0.0, 1.0]], np.float32)
+    sigma = 0.2 * (x.max(axis=0) - x.min(axis=0))
+    n = 20000
+    options = {"n_samples": n, "noise_level": 0.2, "noise_source": noise_source}
+    smooth = explain(module, x, "smoothgrad", "value", **options)
+    expected = 3 * c * (x.astype(np.float64) ** 2 + sigma**2)
+    # The mean of 3 c (2 x e + e^2) over n draws: standard error 3 |c| sqrt(4 x^2 s^2 + 2 s^4) / sqrt(n).
+    error = 3 * np.abs(c) * np.sqrt(4 * x.astype(np.float64) ** 2 * sigma**2 + 2 * sigma**4) / np.sqrt(n)
+    assert np.all(np.abs(smooth.values - expected) <= 5 * error + 1e-5), (smooth.values, expected, error)
+    assert not np.allclose(smooth.values, 3 * c * x**2, atol=0.05)  # the sigma^2 term is there
+
+
+def test_device_noise_is_reproducible_and_not_the_hosts(cnn, mlp):
+    obs = frames(4, seed=2)
+    first = explain(cnn, obs, "smoothgrad", "action", n_samples=3, seed=7, noise_source="device")
+    again = explain(cnn, obs, "smoothgrad", "action", n_samples=3, seed=7, noise_source="device")
+    np.testing.assert_array_equal(first.values, again.values)
+    other_seed = explain(cnn, obs, "smoothgrad", "action", n_samples=3, seed=8, noise_source="device")
+    on_host = explain(cnn, obs, "smoothgrad", "action", n_samples=3, seed=7)
+    assert not np.allclose(first.values, other_seed.values) and not np.allclose(first.values, on_host.values)
+    # As the host's: drawn per 1,024 rows whatever the pass size, so a smaller pass (batch_size=1024 makes
+    # passes of 1,024 rows, the default one of 3,000) gives the same noise.
+    rows = np.random.default_rng(3).normal(size=(3000, 4)).astype(np.float32)
+    options = {"n_samples": 3, "seed": 5, "noise_source": "device"}
+    whole = explain(mlp, rows, "smoothgrad", "value", **options)
+    chunked = explain(mlp, rows, "smoothgrad", "value", batch_size=1024, **options)
+    np.testing.assert_allclose(whole.values, chunked.values, rtol=1e-5, atol=1e-7)
+    # The noise never comes from numpy: no observation-sized host allocation per sample (the
+    # host's draws allocate 3 batches' worth each: float64, then float32; measured 3.1× and 0.25×).
+    batch = frames(32)
+    options = {"n_samples": 8}
+    peaks = {
+        source: host_peak(lambda: explain(cnn, batch, "smoothgrad", "value", noise_source=source, **options))  # noqa: B023
+        / batch.nbytes
+        for source in ("device", "host")
+    }
+    assert peaks["device"] < 0.5 and peaks["host"] > 2.5, peaks
