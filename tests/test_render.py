@@ -175,3 +175,12 @@ def test_config_text_lists_the_method_options_in_effect():
     assert "| integrated_gradients | `{'baseline': 'zeros', 'steps': 32}` |" in text
     assert "'noise_level': 0.2" in text and "'n_samples': 25" in text
     assert "- p0: action = the greedy action's logit\n- p1: value = V(s)" in text and "summing to 1" in text
+
+
+def test_a_policy_whose_model_cannot_be_read_gets_every_kinds_meaning_and_one_error():
+    """The charts still say what the target is (every kind's meaning) when the driver cannot
+    read the policy's model; the failure is reported once, never raised into training."""
+    reporter = Reporter(make_settings(), stack=None)  # (None: reading the model raises)
+    for _ in range(2):
+        assert reporter._target_text(None, "p0", "action") == render.target_caption("action")
+    assert reporter.errors.total == 1

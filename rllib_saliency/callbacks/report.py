@@ -203,8 +203,13 @@ class Reporter:
             from rllib_saliency.backends import model_kind
             from rllib_saliency.targets import describe_target
 
-            model = self.stack.model(algorithm, policy_id)
-            self._target_texts[key] = describe_target(target, model_kind(model), model.action_space)
+            try:
+                model = self.stack.model(algorithm, policy_id)
+                text = describe_target(target, model_kind(model), model.action_space)
+            except Exception as error:  # noqa: BLE001 - charts say every kind's meaning instead
+                self.errors.exception("target meaning", error)
+                text = describe_target(target)
+            self._target_texts[key] = text
         return self._target_texts[key]
 
     def _names_for(self, algorithm: Any, summary: MergedSummary) -> list[str]:
