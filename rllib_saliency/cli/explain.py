@@ -224,7 +224,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="an option of the method, e.g. steps=16, baseline=mean, n_samples=50 (repeatable)",
+        help="an option of the method, e.g. steps=16, baseline=mean, n_samples=50, noise_source=device "
+        "(repeatable)",
     )
     explain.add_argument(
         "--batch-size",
