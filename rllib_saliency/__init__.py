@@ -27,6 +27,7 @@ _EXPORTS = {
     "learner_module": "rllib_saliency.api",
     "Attribution": "rllib_saliency.engine",
     "explain": "rllib_saliency.api",
+    "plot": "rllib_saliency.api",
     "SaliencyCallbacks": "rllib_saliency.callbacks",
     "SaliencySettings": "rllib_saliency.callbacks",
     "per_step_states": "rllib_saliency.stacks.old",

@@ -11,13 +11,19 @@ RLlib does not keep current, is refused (the stack package decides: ``stacks.che
 from __future__ import annotations
 
 import operator
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from rllib_saliency import engine
 from rllib_saliency.activation import ActivationMaximization
 from rllib_saliency.activation import maximize_activation as _maximize_activation
 from rllib_saliency.engine import Attribution
 from rllib_saliency.stacks import check_model, stack_of
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _NAME = operator.attrgetter("__name__")
 
@@ -116,3 +122,56 @@ def maximize_activation(
     """:func:`rllib_saliency.activation.maximize_activation` on a model, or on an ``Algorithm``'s
     model that holds the learner's current weights (as :func:`explain`)."""
     return _maximize_activation(_resolve(model, target, policy_id, module_id), target, **options)
+
+
+def plot(
+    attribution: Attribution,
+    feature_names: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    max_images: int = 4,
+    frame_maps: bool = False,
+) -> Figure:
+    """The chart the training callback logs as ``importance``, for an :func:`explain` result: a
+    matplotlib ``Figure``, which a notebook displays (``figure.savefig(path)`` writes it).
+
+    Vector observations: mean |attribution| per feature over the batch's finite rows, bars in
+    feature order, named after the model's observation space (or ``feature_names``); image
+    observations: the first ``max_images`` frames with their heatmaps (``frame_maps``: each
+    stacked frame's too). The subtitle says the method's options and what the target is for
+    the explained model's kind (a Q-network's ``action`` is its Q-value, not a logit)."""
+    from rllib_saliency import render
+    from rllib_saliency.summaries import default_feature_names, feature_layout, summarize
+
+    if not isinstance(attribution, Attribution):
+        got = type(attribution).__name__
+        raise TypeError(f"plot() takes an Attribution (what explain() returns); got {got}.")
+    finite = np.isfinite(attribution.target_values)
+    if not finite.any():
+        raise ValueError("plot(): every row of the attribution is NaN (non-finite observations).")
+    image = attribution.values.ndim == 4
+    if image and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
+        raise ValueError(f"max_images must be a positive integer (frames shown); got {max_images!r}.")
+    meaning = render.target_caption(attribution.target, attribution.model_kind, attribution.action_space)
+    subtitle = render.chart_subtitle(
+        attribution.method, attribution.options, attribution.target, image, target_text=meaning
+    )
+    title = title if title is not None else f"{attribution.target} / {attribution.method}"
+    if image:
+        rows = np.flatnonzero(finite)[:max_images]
+        maps = attribution.values[rows]
+        return render.saliency_grid_figure(attribution.observations[rows], maps, title, frame_maps, subtitle)
+    space = attribution.observation_space
+    layout = feature_layout(space) if space is not None else None
+    # The callback's reduction (a structured observation's components: one bar each).
+    summary = summarize(attribution, "", np.random.default_rng(0), layout.parts if layout else None)
+    mean_abs = summary.sum_abs / summary.count
+    names = list(feature_names) if feature_names is not None else None
+    if names is not None and len(names) != len(mean_abs):
+        raise ValueError(
+            f"feature_names has {len(names)} names but the attribution has {len(mean_abs)} "
+            "features; pass one name per feature (or None for the model's own)."
+        )
+    if names is None:
+        names = layout.names if layout else default_feature_names(attribution.values.shape[1:])
+    return render.importance_figure(mean_abs, names, title, subtitle)

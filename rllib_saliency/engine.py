@@ -51,6 +51,11 @@ class Attribution:
     # per-sample choices of the finite rows, and which rows those are.
     resolved: ResolvedTarget | None = field(default=None, repr=False)
     finite: np.ndarray | None = field(default=None, repr=False)
+    # The explained model's spaces and kind (``backends.model_kind``), for naming its features and
+    # saying what the target is in a chart (``rllib_saliency.plot``); None where not known.
+    observation_space: Any = field(default=None, repr=False)
+    action_space: Any = field(default=None, repr=False)
+    model_kind: str | None = field(default=None, repr=False)
 
 
 def _expected_shape(obs_shape: tuple[int, ...]) -> str:
@@ -318,4 +323,7 @@ def _explain(
         options=options,
         resolved=resolved,
         finite=finite,
+        observation_space=policy.observation_space,
+        action_space=policy.action_space,
+        model_kind=getattr(backend, "model_kind", "policy"),
     )

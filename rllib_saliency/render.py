@@ -220,7 +220,8 @@ def _place_axes(figure: Figure, left: float, right: float, top: float, bottom: f
     )
 
 
-def _importance_figure(values: np.ndarray, names: Sequence[str], title: str, subtitle: str = "") -> Figure:
+def importance_figure(values: np.ndarray, names: Sequence[str], title: str, subtitle: str = "") -> Figure:
+    """The figure ``importance_chart`` draws (a notebook displays it: ``rllib_saliency.plot``)."""
     values = np.asarray(values, np.float64)
     index = np.arange(len(values))
     if len(values) > MAX_BARS:
@@ -256,7 +257,7 @@ def importance_chart(
     With more than ``MAX_BARS`` features, the largest ones are shown.
     ``subtitle``: the method's options and what the target is (see ``chart_subtitle``).
     """
-    return _png(_importance_figure(values, names, title, subtitle))
+    return _png(importance_figure(values, names, title, subtitle))
 
 
 def _evolution_figure(
@@ -342,6 +343,13 @@ def overlay(background: np.ndarray, heat: np.ndarray, alpha: float = 0.6) -> np.
 def saliency_grid(
     observations: np.ndarray, maps: np.ndarray, title: str, per_frame: bool = False, subtitle: str = ""
 ) -> tuple[bytes, int, int]:
+    """``saliency_grid_figure`` as a PNG (bytes, height, width)."""
+    return _png(saliency_grid_figure(observations, maps, title, per_frame, subtitle))
+
+
+def saliency_grid_figure(
+    observations: np.ndarray, maps: np.ndarray, title: str, per_frame: bool = False, subtitle: str = ""
+) -> Figure:
     """One row per sample: the frame with the saliency heatmap overlaid, the heatmap alone,
     and with ``per_frame`` each stacked frame with its own map.
 
@@ -388,7 +396,7 @@ def saliency_grid(
         hspace=0.04,
     )
     _heading(figure, title, subtitle)
-    return _png(figure)
+    return figure
 
 
 def activation_chart(

@@ -165,8 +165,15 @@ def resolve_target(
     """Fix per-sample choices from the policy's outputs at the original observations.
 
     ``dist_inputs`` and ``greedy_actions`` are only read when
-    :func:`needs_forward` says so (same ``value_needs_action``).
+    :func:`needs_forward` says so (same ``value_needs_action``). With no rows (a batch whose rows
+    are all non-finite) there is nothing to choose and no outputs are read.
     """
+    if n == 0 and needs_forward(spec, actions, value_needs_action):
+        kind = "dist_input" if spec.kind == "greedy_logit" else spec.kind
+        empty = np.zeros(0, np.int32)
+        if kind in ("dist_input", "advantage"):
+            return ResolvedTarget(kind, columns=empty, states=states)
+        return ResolvedTarget(kind, actions=empty, states=states)
     if spec.kind == "greedy_logit":
         logits = dist_inputs[:, spec.column : spec.column + spec.size]
         columns = np.argmax(logits, axis=1).astype(np.int32)

@@ -82,7 +82,7 @@ def test_close_steps_get_distinct_labels():
 def test_importance_labels_never_overlap(features):
     names = NAMES if features == 4 else [f"sensor_{i}_reading" for i in range(features)]
     values = np.random.default_rng(1).random(features) * 1.7
-    figure = render._importance_figure(values, names, "p / action / gradient", "gradient; action = ...")
+    figure = render.importance_figure(values, names, "p / action / gradient", "gradient; action = ...")
     axes = figure.axes[0]
     assert_apart(label_boxes(figure, axes.get_xticklabels()), "x")
     assert_apart(label_boxes(figure, axes.get_yticklabels()), "y")

@@ -330,6 +330,7 @@ class TorchBackend:
         # "policy", "q" (a Q-network: its Q-values stand in for the action-distribution
         # inputs) or "sac" (a policy plus twin Q-networks): see torch_heads.
         self._kind = torch_heads.module_kind(module)
+        self.model_kind = self._kind  # (see backends.model_kind; TF backends: "policy")
         # SAC's value is a Q-value at an action: the engine resolves the greedy action first.
         self.value_needs_action = self._kind == "sac"
         # Its action outputs are Q-values (the movie shows them as such, not as probabilities).

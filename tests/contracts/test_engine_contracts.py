@@ -123,3 +123,15 @@ def test_gradient_x_input_and_smoothgrad(trained):
     np.testing.assert_array_equal(noisy, explain(model, obs, "smoothgrad", seed=3).values)
     assert not np.allclose(noisy, gradient)
     assert not np.allclose(noisy, explain(model, obs, "smoothgrad", seed=4).values)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_batch_of_only_non_finite_rows_gives_nan_not_an_error(trained, target):
+    """Every row left out (NaN/inf observations): nothing to resolve or run, all results NaN."""
+    model = model_of(trained, "CartPole-v1")
+    obs = env_observations("CartPole-v1", 3)
+    obs[:, 2] = [np.nan, np.inf, -np.inf]
+    for method in ("gradient", "integrated_gradients", "smoothgrad"):
+        attribution = explain(model, obs, method, target)
+        assert np.isnan(attribution.values).all() and np.isnan(attribution.target_values).all(), method
+        assert attribution.values.shape == obs.shape and not attribution.finite.any()

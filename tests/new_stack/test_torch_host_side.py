@@ -266,3 +266,21 @@ def test_device_noise_is_reproducible_and_not_the_hosts(cnn, mlp):
         for source in ("device", "host")
     }
     assert peaks["device"] < 0.5 and peaks["host"] > 2.5, peaks
+
+
+def test_plot_of_image_observations_shows_the_first_frames(cnn):
+    """``plot`` of an Atari-shaped attribution: one row per frame (overlay, heatmap), at most
+    ``max_images``, the heatmap that frame's mean |attribution| over channels."""
+    from rllib_saliency import plot
+
+    attribution = explain(cnn, frames(5), "gradient", "action")
+    figure = plot(attribution, max_images=3)
+    assert len(figure.axes) == 3 * 2
+    heat = np.abs(attribution.values[1].astype(np.float64)).mean(axis=-1)
+    shown = np.asarray(figure.axes[3].images[0].get_array())[..., :3]  # row 1's heatmap, RGB
+    from matplotlib import colormaps
+
+    np.testing.assert_allclose(shown, colormaps["inferno"](heat / heat.max())[..., :3], atol=1e-6)
+    assert len(plot(attribution, frame_maps=True, max_images=1).axes) == 2 + 4  # and its 4 frames
+    with pytest.raises(ValueError, match="max_images must be a positive integer"):
+        plot(attribution, max_images=0)
