@@ -1,6 +1,6 @@
 """Train PPO on CartPole for a few iterations, then explain the policy with every method.
 
-Run: python examples/explain_cartpole.py [--framework torch|tf|tf2] [--iterations 3]
+Run: python examples/explain_cartpole.py [--framework torch|tf|tf2] [--iterations 3] [--plot value.png]
 
 ``torch`` (the default) is RLlib's new API stack; ``tf``/``tf2`` its old one. The explaining is
 the same line on both.
@@ -19,7 +19,7 @@ import numpy as np
 import ray
 from ray.rllib.algorithms.ppo import PPOConfig
 
-from rllib_saliency import METHODS, explain
+from rllib_saliency import METHODS, explain, plot
 
 FEATURES = ["cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity"]
 
@@ -28,6 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--framework", choices=("torch", "tf", "tf2"), default="torch")
     parser.add_argument("--iterations", type=int, default=3)
+    parser.add_argument("--plot", metavar="PNG", help="write the value's Integrated Gradients chart there")
     args = parser.parse_args()
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -58,6 +59,9 @@ def main() -> None:
         print(f"{method:24s}" + "".join(f"{v:24.4f}" for v in np.abs(attribution.values).mean(0)))
     ig = explain(algo, obs, method="integrated_gradients", target="value")
     print(f"\nIntegrated Gradients on the value: max |completeness error| {np.abs(ig.delta).max():.2e}")
+    if args.plot:  # in a notebook, plot(ig) alone shows it
+        plot(ig, FEATURES).savefig(args.plot)
+        print(f"chart: {args.plot}")
     algo.stop()
     ray.shutdown()
 
