@@ -142,6 +142,7 @@ def plot(
     the explained model's kind (a Q-network's ``action`` is its Q-value, not a logit)."""
     from rllib_saliency import render
     from rllib_saliency.summaries import default_feature_names, feature_layout, summarize
+    from rllib_saliency.targets import describe_target
 
     if not isinstance(attribution, Attribution):
         got = type(attribution).__name__
@@ -152,7 +153,7 @@ def plot(
     image = attribution.values.ndim == 4
     if image and (isinstance(max_images, bool) or not isinstance(max_images, int) or max_images < 1):
         raise ValueError(f"max_images must be a positive integer (frames shown); got {max_images!r}.")
-    meaning = render.target_caption(attribution.target, attribution.model_kind, attribution.action_space)
+    meaning = describe_target(attribution.target, attribution.model_kind, attribution.action_space)
     subtitle = render.chart_subtitle(
         attribution.method, attribution.options, attribution.target, image, target_text=meaning
     )

@@ -161,13 +161,6 @@ METHOD_OPTIONS_SHOWN = {
 }
 IMAGE_OCCLUSION_OPTIONS = ("patch_size", "stride", "fill")
 
-def target_caption(target: str, model_kind: str | None = None, action_space: Any = None) -> str:
-    """What a target's number is, in words, for a chart subtitle: for a model of ``model_kind``
-    and ``action_space`` where the caller knows them (``backends.model_kind``), else every kind's
-    meaning (see ``targets.describe_target``)."""
-    return describe_target(target, model_kind, action_space)
-
-
 def _option_text(name: str, value: Any) -> str:
     if name == "baseline" and not isinstance(value, str):
         return "baseline=custom array"
@@ -205,8 +198,9 @@ def chart_subtitle(
     target_text: str | None = None,
 ) -> str:
     """The subtitle of a callback chart: method options, what the target is (``target_text``,
-    default: ``target_caption(target)``), and for the evolution heatmap what its columns are."""
-    parts = [method_caption(method, options, image), target_text or target_caption(target)]
+    default: ``targets.describe_target(target)``, every kind's meaning), and for the evolution
+    heatmap what its columns are."""
+    parts = [method_caption(method, options, image), target_text or describe_target(target)]
     if evolution:
         parts.append("each column: shares of mean |attribution|, summing to 1")
     return "; ".join(parts)
@@ -411,7 +405,7 @@ def activation_chart(
     """Vector observations: the optimised input next to the data mean, per feature, over the box.
 
     The x axis is the feature's value in observation units; ``subtitle`` says which
-    output was maximised (see ``target_caption``)."""
+    output was maximised (see ``targets.describe_target``)."""
     count = len(names)
     heading = _heading_inches(title, subtitle)
     bottom = (FONT * LINE * 2 + SUBTITLE_FONT * LINE + 16) / 72  # ticks, axis label, legend

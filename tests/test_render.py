@@ -10,6 +10,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from rllib_saliency import render
 from rllib_saliency.callbacks.report import Reporter
 from rllib_saliency.callbacks.settings import make_settings
+from rllib_saliency.targets import describe_target
 
 pytestmark = pytest.mark.skipif(
     FRAMEWORK != "tf2", reason="framework-independent; run once (in the tf2 process)"
@@ -117,11 +118,11 @@ def test_subtitles_name_the_options_that_change_the_picture():
     assert "patch_size=auto" not in render.method_caption("occlusion", None, image=True)
     assert "fill=blur" in render.method_caption("occlusion", None, image=True)
     assert "summing to 1" in render.chart_subtitle("gradient", None, "value", evolution=True)
-    assert "value function" in render.target_caption("value")
-    assert "action 2" in render.target_caption("action_2")
+    assert "value function" in describe_target("value")
+    assert "action 2" in describe_target("action_2")
     # Given the kind of model, the subtitle says what this model's number is (targets.describe_target).
-    assert render.target_caption("action", "q") == "action = Q(s, a*), the greedy action's Q-value"
-    q_text = render.target_caption("action", "q")
+    assert describe_target("action", "q") == "action = Q(s, a*), the greedy action's Q-value"
+    q_text = describe_target("action", "q")
     q_chart = render.chart_subtitle("gradient", None, "action", target_text=q_text)
     assert q_chart == "gradient; action = Q(s, a*), the greedy action's Q-value"
 
@@ -140,7 +141,7 @@ def captured(monkeypatch):
 
 def test_activation_chart_says_what_it_maximised_and_labels_its_axis(monkeypatch):
     figures = captured(monkeypatch)
-    subtitle = render.target_caption("action_1") + "; reached 3.2"
+    subtitle = describe_target("action_1") + "; reached 3.2"
     render.activation_chart(
         np.ones(4), np.zeros(4), -np.ones(4), np.ones(4), NAMES, "p: input maximising action_1", subtitle
     )
@@ -182,5 +183,5 @@ def test_a_policy_whose_model_cannot_be_read_gets_every_kinds_meaning_and_one_er
     read the policy's model; the failure is reported once, never raised into training."""
     reporter = Reporter(make_settings(), stack=None)  # (None: reading the model raises)
     for _ in range(2):
-        assert reporter._target_text(None, "p0", "action") == render.target_caption("action")
+        assert reporter._target_text(None, "p0", "action") == describe_target("action")
     assert reporter.errors.total == 1

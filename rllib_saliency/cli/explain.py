@@ -63,6 +63,7 @@ def run_explain(context: Context) -> list[str]:
     from rllib_saliency.methods import get_method
     from rllib_saliency.recurrent import recurrent_layout
     from rllib_saliency.summaries import feature_layout, merge, summarize
+    from rllib_saliency.targets import describe_target
     from rllib_saliency.writer import SaliencyWriter
 
     args, policy, pid = context.args, context.policy, context.checkpoint.policy_id
@@ -164,7 +165,7 @@ def run_explain(context: Context) -> list[str]:
 
     title = f"{pid} / {args.target} / {args.method}"
     # As the training callback's charts: the options that change the picture, what the target is.
-    meaning = render.target_caption(args.target, model_kind(policy), policy.action_space)
+    meaning = describe_target(args.target, model_kind(policy), policy.action_space)
     subtitle = render.chart_subtitle(
         args.method, options, args.target, summary.map_values is not None, target_text=meaning
     )

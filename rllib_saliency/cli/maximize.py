@@ -45,6 +45,7 @@ def run_maximize(context: Context) -> list[str]:
     from rllib_saliency.activation import maximize_activation
     from rllib_saliency.backends import model_kind
     from rllib_saliency.summaries import feature_layout
+    from rllib_saliency.targets import describe_target
     from rllib_saliency.writer import SaliencyWriter
 
     args, policy, pid = context.args, context.policy, context.checkpoint.policy_id
@@ -97,7 +98,7 @@ def run_maximize(context: Context) -> list[str]:
     best = result.best
     title = f"{pid} / {args.target}: activation maximization (best of {len(result.inputs)})"
     # As the training callback's chart: what the target is and the value reached.
-    meaning = render.target_caption(args.target, model_kind(policy), policy.action_space)
+    meaning = describe_target(args.target, model_kind(policy), policy.action_space)
     subtitle = f"{meaning}; reached {float(result.target_values[-1].max()):.3g}"
     if len(obs_shape) == 1:
         names = feature_names_arg(
