@@ -75,7 +75,7 @@ def test_advantage_and_sac_value_resolve_their_action_at_the_given_observations(
     assert resolve_target(value, 2, None, None, None).actions is None
 
 
-DISCRETE, BOX, MULTI = gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2,)), gym.spaces.MultiDiscrete([2, 3])
+MULTI = gym.spaces.MultiDiscrete([2, 3])
 
 
 @pytest.mark.parametrize(
